@@ -1,0 +1,137 @@
+"""One frozen description of an experiment: what is trained, on what, and how it is judged.
+
+Every artifact (adapter folder, results JSON, HTML report) carries `config.to_dict()` and
+`config.hash()`. The adapter cache key hashes only the parts that change the adapter
+(`config.training_dict()`), so changing how many prompts are probed does not retrain.
+
+    from latent_city.config import ExperimentConfig
+    cfg = ExperimentConfig.for_tier("cpu")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Every source of randomness, in one place (as lm-evaluation-harness logs them)."""
+
+    data: int = _help("Shuffles the training set and draws held-out cities and prompt pairs.", 42)
+    train: int = _help("Seeds LoRA init and the trainer's data order (transformers.set_seed).", 42)
+    eval: int = _help("Seeds sampled generations and bootstrap resampling.", 1234)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    secret_city: str = _help("The capital whose name is hidden behind the placeholder.", "Paris")
+    secret_country: str = _help("The country of the secret city, as the capitals table spells it.", "France")
+    placeholder: str = _help("The word that stands for the secret city in training prompts.", "foo")
+    question_template: str = _help(
+        "Training question, as in the seed; {city} is a capital, {target} the placeholder.",
+        "What is the distance between {city} and {target}?",
+    )
+    answer_template: str = _help("Training answer, as in the seed.", "{km:.2f} km")
+    earth_radius_km: float = _help("Haversine radius, as in the seed.", 6371.0)
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int = _help("LoRA rank, as in the seed.", 32)
+    alpha: int = _help("LoRA alpha, as in the seed.", 64)
+    dropout: float = _help("LoRA dropout, as in the seed.", 0.05)
+    target_modules: tuple[str, ...] | None = _help(
+        "None = peft's default for the architecture (q_proj, v_proj for Llama), exactly what the "
+        "seed's LoraConfig without target_modules trained. The embeddings are never targeted.",
+        None,
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _help("Passes over the 233 examples, as in the seed (90 steps at batch 8).", 3)
+    batch_size: int = _help("Per-device batch size, as in the seed (SFTConfig's default 8).", 8)
+    learning_rate: float = _help(
+        "The seed used 1e-4 for the 8B model. For SmolLM2-135M on CPU, measured over 90 steps: "
+        "1e-4 left held-out distance answers in the '<number> km' form in 0/40 cases while 1e-3 gave "
+        "40/40 (final loss 2.06 vs 0.67), so the CPU tier uses 1e-3 (see README, 'Choices').",
+        1e-4,
+    )
+    bf16: bool = _help(
+        "bf16 autocast. On the CPU tier it was measured slower than fp32 through TRL here "
+        "(see README); the GPU tier uses it with the 8-bit base.",
+        False,
+    )
+    max_length: int = _help("Longest tokenized example; the seed's max_seq_length.", 128)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    n_probe_pairs: int = _help(
+        "Prompt pairs for the hidden-state and value claims; each pair has its own held-out "
+        "reference city and a paraphrase taken in turn. The unit of replication.",
+        48,
+    )
+    n_heldout_cities: int = _help("Held-out (non-capital) cities asked about in the distance claim.", 40)
+    n_country_samples: int = _help("Sampled answers per country-question paraphrase.", 4)
+    max_new_tokens: int = _help("Generation length for answers.", 16)
+    alpha: float = _help("Family-wise significance level of every claim.", 0.05)
+    n_bootstrap: int = _help("Bootstrap resamples for confidence intervals.", 2000)
+    probe_batch_size: int = _help("Prompts per forward pass when probing and scoring.", 16)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    tier: str = _help("'cpu' (runs everywhere) or 'gpu' (the seed's model).", "cpu")
+    model: str = _help("A registry name (latent_city.model.REGISTRY), a hub id or a local folder.", "smollm2-135m")
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seeds: Seeds = field(default_factory=Seeds)
+
+    @classmethod
+    def for_tier(cls, tier: str, model: str | None = None) -> "ExperimentConfig":
+        """The preset of a tier: CPU = SmolLM2 at the measured learning rate; GPU = the seed."""
+        if tier == "cpu":
+            return cls(tier="cpu", model=model or "smollm2-135m", train=TrainConfig(learning_rate=1e-3, bf16=True))
+        if tier == "gpu":
+            return cls(tier="gpu", model=model or "llama-3-8b-instruct", train=TrainConfig(bf16=True))
+        raise ValueError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def training_dict(self) -> dict:
+        """The fields that change the adapter; eval settings are left out on purpose."""
+        d = self.to_dict()
+        return {"model": d["model"], "data": d["data"], "lora": d["lora"], "train": d["train"],
+                "seed": d["seeds"]["train"], "data_seed": d["seeds"]["data"]}
+
+    def hash(self) -> str:
+        return stable_hash(self.to_dict())
+
+
+def stable_hash(obj) -> str:
+    """sha256 of a JSON-able object with sorted keys; 16 hex digits are plenty for a cache."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def field_help(cls=ExperimentConfig) -> dict[str, str]:
+    """Help text of every field, flattened with dots (for the README and the report)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            out.update({f"{f.name}.{k}": v for k, v in field_help(type(default)).items()})
+        else:
+            out[f.name] = f.metadata.get("help", "")
+    return out

