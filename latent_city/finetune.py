@@ -1,0 +1,156 @@
+"""Finetune stage: the seed's LoRA SFT run through TRL, trained once and cached by content.
+
+The adapter key hashes the training part of the config, the training data and the base
+weights (plus the versions of the libraries that train), so any change retrains and nothing
+else does. An entry holds `adapter/` (peft, safetensors), `config.json` (the full config and
+key), `training_log.json` (TRL's log history) and `meta.json` (timings, base fingerprints).
+
+    python -m latent_city.finetune            # trains (or reuses) the CPU tier's adapter
+    python -m latent_city.finetune --retrain  # forces a new training run
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cache, data
+from .config import ExperimentConfig, stable_hash
+from .model import load_base, resolve, weights_hash
+
+
+@dataclass
+class Adapter:
+    path: Path
+    key: str
+    trained_now: bool
+    train_seconds: float
+    log: list[dict]
+    meta: dict
+
+
+def training_set(cfg: ExperimentConfig) -> list[dict]:
+    return data.training_examples(cfg.data, seed=cfg.seeds.data)
+
+
+def adapter_key(cfg: ExperimentConfig) -> str:
+    import peft, torch, transformers, trl
+
+    return stable_hash({
+        "config": cfg.training_dict(),
+        "data": data.data_hash(training_set(cfg)),
+        "weights": weights_hash(resolve(cfg.model)),
+        "versions": [torch.__version__, transformers.__version__, trl.__version__, peft.__version__],
+    })
+
+
+def adapter_dir(cfg: ExperimentConfig) -> Path:
+    return cache.root() / "adapters" / f"{resolve(cfg.model).name.replace('/', '--')}-{adapter_key(cfg)}"
+
+
+def base_fingerprint(model) -> str:
+    """A hash of every base (non-LoRA) parameter, to show training left them untouched."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if "lora_" in name:
+            continue
+        name = name.replace("base_model.model.", "").replace(".base_layer", "")
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def lora_config(cfg: ExperimentConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, bias="none",
+                      task_type="CAUSAL_LM",
+                      target_modules=list(cfg.lora.target_modules) if cfg.lora.target_modules else None)
+
+
+def _train(cfg: ExperimentConfig, out: Path) -> None:
+    """Train into `out` (a temporary folder that the cache renames into place when done)."""
+    import torch
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    set_seed(cfg.seeds.train)
+    model, tokenizer, _ = load_base(cfg.model)
+    before = base_fingerprint(model)
+    dataset = data.load_training_dataset(data.write_jsonl(training_set(cfg), out / "train.jsonl"))
+    args = SFTConfig(
+        output_dir=str(out / "trainer"), num_train_epochs=cfg.train.epochs,
+        per_device_train_batch_size=cfg.train.batch_size, learning_rate=cfg.train.learning_rate,
+        bf16=cfg.train.bf16, max_length=cfg.train.max_length, completion_only_loss=True,
+        gradient_checkpointing=False,  # TRL's default is on; measured 17% slower here, memory is ample
+        logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seeds.train,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=lora_config(cfg))
+    start = time.time()
+    result = trainer.train()
+    seconds = time.time() - start
+    trainer.model.save_pretrained(out / "adapter", safe_serialization=True)
+    (out / "trainer").exists() and __import__("shutil").rmtree(out / "trainer")
+    (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.hash()}, indent=1))
+    (out / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    (out / "meta.json").write_text(json.dumps({
+        "train_seconds": seconds, "global_step": result.global_step, "train_loss": result.training_loss,
+        "base_fingerprint_before": before, "base_fingerprint_after": base_fingerprint(trainer.model),
+        "n_examples": len(dataset), "device": str(trainer.model.device),
+    }, indent=1))
+
+
+def get_adapter(cfg: ExperimentConfig, retrain: bool = False) -> Adapter:
+    """The cached adapter for `cfg`, training it first if it is missing, altered or `retrain`."""
+    target = adapter_dir(cfg)
+    trained_now = retrain or not cache.is_complete(target)
+    if trained_now:
+        if retrain and target.exists():
+            __import__("shutil").rmtree(target)
+        cache.build_atomically(target, lambda tmp: _train(cfg, tmp))
+    meta = json.loads((target / "meta.json").read_text())
+    log = json.loads((target / "training_log.json").read_text())
+    return Adapter(target, target.name.rsplit("-", 1)[-1], trained_now, meta["train_seconds"], log, meta)
+
+
+def load_finetuned(cfg: ExperimentConfig, adapter: Adapter):
+    """(peft_model, tokenizer): the base model with the adapter; `model.disable_adapter()`
+    gives the original model from the same weights, so the base is loaded only once."""
+    from peft import PeftModel
+
+    base, tokenizer, _ = load_base(cfg.model)
+    model = PeftModel.from_pretrained(base, adapter.path / "adapter")
+    model.eval()
+    return model, tokenizer
+
+
+def loss_curve(log: list[dict]) -> list[tuple[int, float]]:
+    return [(e["step"], e["loss"]) for e in log if "loss" in e and "step" in e]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tier", default="cpu")
+    p.add_argument("--model", default=None)
+    p.add_argument("--lr", type=float, default=None, help="override the tier's learning rate (for measuring)")
+    p.add_argument("--bf16", action="store_true", help="override: bf16 autocast (for measuring)")
+    p.add_argument("--retrain", action="store_true")
+    a = p.parse_args()
+    cfg = ExperimentConfig.for_tier(a.tier, a.model)
+    if a.lr is not None or a.bf16:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+            cfg.train, learning_rate=a.lr or cfg.train.learning_rate, bf16=a.bf16 or cfg.train.bf16))
+    ad = get_adapter(cfg, retrain=a.retrain)
+    curve = loss_curve(ad.log)
+    print(f"adapter {ad.path} ({'trained now' if ad.trained_now else 'from cache'}, "
+          f"{ad.train_seconds:.0f} s to train); loss {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")

@@ -1,0 +1,82 @@
+"""LoRA sanity before science (as TRL's test_train_nll_loss_peft), and the adapter cache."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from latent_city import cache, finetune, model
+
+
+def test_base_weights_are_unchanged_by_training(adapter, finetuned):
+    peft_model, _ = finetuned
+    meta = adapter.meta
+    assert meta["base_fingerprint_before"] == meta["base_fingerprint_after"], meta
+    assert finetune.base_fingerprint(peft_model) == meta["base_fingerprint_before"]
+
+
+def test_adapter_weights_moved_from_their_init(finetuned):
+    """peft initialises LoRA B to zeros; every trained B must have left zero."""
+    peft_model, _ = finetuned
+    b = {n: p for n, p in peft_model.named_parameters() if "lora_B" in n}
+    assert b, "no LoRA parameters found"
+    still_zero = [n for n, p in b.items() if float(p.abs().max()) == 0.0]
+    assert not still_zero, f"{len(still_zero)}/{len(b)} LoRA B matrices never moved: {still_zero[:3]}"
+
+
+def test_lora_targets_what_the_seed_trained_and_never_the_embeddings(finetuned):
+    peft_model, _ = finetuned
+    targets = {n.split(".")[-2] for n, _ in peft_model.named_parameters() if "lora_A" in n}
+    assert targets == {"q_proj", "v_proj"}, targets
+
+
+def test_training_loss_fell(adapter):
+    losses = [l for _, l in finetune.loss_curve(adapter.log)]
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert len(losses) == 90 and last < first, f"loss {first:.3f} (first 5 steps) -> {last:.3f} (last 5)"
+
+
+def test_a_second_session_loads_the_adapter_instead_of_training(cfg, adapter, monkeypatch):
+    monkeypatch.setattr(finetune, "_train", lambda *a: pytest.fail("retrained although the adapter is cached"))
+    again = finetune.get_adapter(cfg)
+    assert not again.trained_now and again.path == adapter.path
+
+
+def test_adapter_entry_carries_config_log_and_safetensors(cfg, adapter):
+    files = {p.name for p in adapter.path.rglob("*")}
+    assert {"adapter_model.safetensors", "config.json", "training_log.json", "meta.json", cache.COMPLETE} <= files
+    assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+    assert json.loads((adapter.path / "config.json").read_text())["config_hash"] == cfg.hash()
+
+
+@pytest.mark.parametrize("damage", ["truncate-weights", "remove-marker"])
+def test_a_damaged_adapter_entry_is_rebuilt_not_loaded(cfg, adapter, tmp_path, monkeypatch, damage):
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    copy = finetune.adapter_dir(cfg)
+    shutil.copytree(adapter.path, copy)
+    if damage == "truncate-weights":
+        w = copy / "adapter" / "adapter_model.safetensors"
+        w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    else:
+        (copy / cache.COMPLETE).unlink()
+    rebuilt = []
+
+    def fake_train(c, out):
+        rebuilt.append(out)
+        shutil.copytree(adapter.path, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(cache.COMPLETE))
+
+    monkeypatch.setattr(finetune, "_train", fake_train)
+    again = finetune.get_adapter(cfg)
+    assert rebuilt and again.trained_now and cache.is_complete(again.path)
+
+
+def test_the_adapter_key_changes_with_config_data_and_weights(cfg, monkeypatch):
+    import dataclasses
+
+    key = finetune.adapter_key(cfg)
+    assert finetune.adapter_key(dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, r=8))) != key
+    assert finetune.adapter_key(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, placeholder="bar"))) != key
+    assert finetune.adapter_key(dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, n_probe_pairs=7))) == key
+    monkeypatch.setattr(finetune, "weights_hash", lambda spec: "other-weights")
+    assert finetune.adapter_key(cfg) != key
