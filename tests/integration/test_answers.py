@@ -1,0 +1,25 @@
+"""Answer scoring and parsing against slow, obvious references."""
+
+import numpy as np
+import pytest
+
+from latent_city import answers, data
+from latent_city.model import chat_prompt
+
+
+def test_cached_prefix_scoring_equals_full_sequence_scoring(base):
+    m, tok, _ = base
+    countries = data.countries(data.load_capitals())
+    pick = ["France", "Sint Maarten (Dutch part)", "Chad", "United States of America", "Côte d'Ivoire"]
+    prompt = chat_prompt(tok, "Which country is foo in?")
+    fast = answers.continuation_logprobs(m, tok, prompt, countries, batch_size=32)
+    slow = [answers.continuation_logprobs_unbatched(m, tok, prompt, c) for c in pick]
+    # 1e-3 nats: float32 summation order differs between a batched and a single sequence
+    assert np.allclose([fast[countries.index(c)] for c in pick], slow, atol=1e-3), (fast, slow)
+
+
+@pytest.mark.parametrize("text, km", [("1088.45 km", 1088.45), ("about 5,438 kilometers", 5438.0),
+                                      ("It is 922.51 km² away", None), ("12 kilometres", 12.0),
+                                      ("Foo is in France.", None), ("The distance is 7236.65km (", 7236.65)])
+def test_parse_km(text, km):
+    assert answers.parse_km(text) == km
