@@ -1,0 +1,95 @@
+"""The stats stage on synthetic data (no model): the decisions reject at most alpha of the
+time when nothing differs, and detect a planted effect of the size seen on the real model.
+
+Each simulation is seeded; the tolerance is three binomial standard errors of the rejection
+rate, so a correct test fails this check about once in a thousand runs of a new seed."""
+
+import numpy as np
+import pytest
+
+from latent_city import claims, stats
+from latent_city.probe import ProbeResult
+
+ALPHA = 0.05
+N_PAIRS, N_LAYERS = 48, 30          # the CPU tier's probe: 48 prompt pairs, layers 1..30
+REPS = 300
+
+
+def three_se(p, n=REPS):
+    return 3 * np.sqrt(p * (1 - p) / n)
+
+
+def correlated_differences(rng, shift, sd_unit, sd_layer, n=N_PAIRS, layers=N_LAYERS):
+    """Differences with a per-pair effect shared across layers, as real layers share a prompt."""
+    return shift + rng.normal(0, sd_unit, (n, 1)) + rng.normal(0, sd_layer, (n, layers))
+
+
+def fake_probe(d_hidden):
+    n, layers = d_hidden.shape
+    base = np.full((n, layers + 1), 0.5)
+    ft = base.copy()
+    ft[:, 1:] += d_hidden
+    return ProbeResult({"finetuned": ft, "original": base}, {"finetuned": base, "original": base},
+                       {"finetuned": ft[:, 1:], "original": base[:, 1:]},
+                       {"finetuned": base[:, 1:], "original": base[:, 1:]}, True)
+
+
+def test_per_layer_wilcoxon_rejects_at_most_alpha_under_the_null():
+    rng = np.random.default_rng(0)
+    p = np.concatenate([stats.wilcoxon_greater(correlated_differences(rng, 0, 0.02, 0.02))[0] for _ in range(REPS // 10)])
+    rate = (p < ALPHA).mean()
+    assert rate <= ALPHA + three_se(ALPHA, len(p)), f"per-layer rejection rate {rate:.3f} under the null"
+
+
+def test_layerwise_claim_rejects_at_most_alpha_under_the_null():
+    rng = np.random.default_rng(1)
+    held = [claims.similarity_rises(fake_probe(correlated_differences(rng, 0, 0.02, 0.02)), "hidden",
+                                    ALPHA, 500, i).holds for i in range(REPS)]
+    rate = np.mean(held)
+    assert rate <= ALPHA + three_se(ALPHA), f"claim 'holds' in {rate:.3f} of null repetitions"
+
+
+# The effect measured on SmolLM2-135M (see tests/claims/expectations.py): mean gain in cosine
+# similarity over layers 1..30 and its spread across prompt pairs. Power is checked at half
+# that effect, so the suite would still see an effect much weaker than the one it reports.
+MEASURED_MEAN_GAIN, MEASURED_SD_UNIT, MEASURED_SD_LAYER = 0.02, 0.02, 0.02
+MIN_POWER = 0.8
+
+
+def test_layerwise_claim_detects_half_the_measured_effect():
+    rng = np.random.default_rng(2)
+    held = [claims.similarity_rises(fake_probe(correlated_differences(
+        rng, MEASURED_MEAN_GAIN / 2, MEASURED_SD_UNIT, MEASURED_SD_LAYER)), "hidden", ALPHA, 500, i).holds
+        for i in range(REPS // 3)]
+    assert np.mean(held) >= MIN_POWER, f"power {np.mean(held):.2f} at half the measured effect"
+
+
+def test_identical_arms_give_p_one_and_no_claim():
+    d = np.zeros((N_PAIRS, N_LAYERS))
+    p, rb = stats.wilcoxon_greater(d)
+    assert np.all(p == 1) and np.all(rb == 0)
+    assert not claims.similarity_rises(fake_probe(d), "hidden", ALPHA, 500, 0).holds
+
+
+@pytest.mark.parametrize("test", ["mcnemar", "sign"])
+def test_exact_binary_tests_reject_at_most_alpha_under_the_null(test):
+    rng = np.random.default_rng(3)
+    if test == "mcnemar":
+        p = [stats.exact_mcnemar_greater(rng.random(40) < 0.5, rng.random(40) < 0.5)[0] for _ in range(2000)]
+    else:
+        p = [stats.sign_test_greater(rng.random(40) < 0.5)[1] for _ in range(2000)]
+    assert np.mean(np.array(p) < ALPHA) <= ALPHA + three_se(ALPHA, 2000)
+
+
+def test_holm_is_statsmodels_holm():
+    p = np.array([0.01, 0.04, 0.03, 0.2])
+    assert np.allclose(stats.holm(p, ALPHA), [0.04, 0.09, 0.09, 0.2])
+
+
+def test_bootstrap_ci_covers_the_true_mean_at_its_level():
+    rng = np.random.default_rng(4)
+    covered = []
+    for i in range(200):
+        lo, hi = stats.bootstrap_mean_ci(rng.normal(1.0, 1.0, 48), 500, i)
+        covered.append(lo[0] <= 1.0 <= hi[0])
+    assert np.mean(covered) >= 0.95 - three_se(0.95, 200)
