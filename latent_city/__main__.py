@@ -1,0 +1,44 @@
+"""The experiment: train (or reuse) the tier's adapter, test every claim, write the record.
+
+    python -m latent_city              # CPU tier, SmolLM2-135M
+    python -m latent_city --tier gpu   # the seed's Llama-3-8B-Instruct in 8-bit
+    python -m latent_city --retrain    # ignore the cached adapter
+
+It runs the claim tests (tests/claims) through pytest, which writes the HTML and JSON record
+under reports/, then prints where the adapter and the record are.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m latent_city", description=__doc__.splitlines()[0])
+    p.add_argument("--tier", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--retrain", action="store_true", help="train the adapter again even if cached")
+    a = p.parse_args(argv)
+    if not (REPO / "tests" / "claims").is_dir():
+        sys.exit(f"latent_city: the experiment runs the claim tests of a checkout; none at {REPO / 'tests'}")
+    import pytest
+
+    args = [str(REPO / "tests" / "claims"), "-q", "-m", "gpu" if a.tier == "gpu" else "not gpu", "-p", "no:cacheprovider", "--rootdir", str(REPO)]
+    code = pytest.main(args + (["--retrain"] if a.retrain else []))
+    latest = REPO / "reports" / f"latest-{a.tier}.json"
+    if latest.exists():
+        rec = json.loads(latest.read_text())
+        prov = rec["provenance"]
+        print(f"\nadapter: {prov.get('adapter_path')} "
+              f"({'trained in this run' if prov.get('adapter_trained_this_run') else 'reused from the cache'})")
+        print(f"record:  {latest.with_suffix('.html')} and {latest}")
+        for c in rec["claims"]:
+            if c["arms"][0] != c["arms"][1]:
+                print(f"  {c['key']:28s} {'holds' if c['holds'] else 'does not hold':14s} p={c['p']}")
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The record stage without a model: JSON round trip and the comparison command."""
+
+import json
+
+import numpy as np
+
+from latent_city import claims, record
+from latent_city.answers import CountryScores
+
+
+def _claim(p):
+    return claims.ClaimResult("k", "a claim", "a test", "units", 10, 1.0, "effect", 0.5, (0.1, 0.9), p, None,
+                              p < 0.05, "p < 0.05", ("finetuned", "original"), {"x": np.arange(3)})
+
+
+def _rec(p):
+    r = record.Record("cpu", "m", provenance={"config_hash": "c", "data_hash": "d", "weights_hash": "w",
+                                              "adapter_key": "a"})
+    r.add_claim(_claim(p), "holds")
+    return r
+
+
+def test_compare_shows_no_change_for_identical_runs(tmp_path):
+    a = record.write_json(_rec(0.01), tmp_path / "a.json")
+    b = record.write_json(_rec(0.01), tmp_path / "b.json")
+    assert record.main(["compare", str(a), str(b)]) == 0
+
+
+def test_compare_names_what_changed(tmp_path, capsys):
+    a = record.write_json(_rec(0.01), tmp_path / "a.json")
+    b = record.write_json(_rec(0.2), tmp_path / "b.json")
+    assert record.main(["compare", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert "claim k (finetuned vs original).holds: True -> False" in out and ".p: 0.01 -> 0.2" in out
+
+
+def test_claims_table_escapes_and_lists_every_claim():
+    html = record.claims_table([_claim(0.01).to_json() | {"expected": "holds <b>", "outcome": "passed"}])
+    assert "claims-table" in html and "holds &lt;b&gt;" in html and html.count("claim-row") == 1
+
+
+def test_results_json_is_plain_json():
+    out = json.loads(json.dumps(_rec(0.01).to_json()))
+    assert out["claims"][0]["details"]["x"] == [0, 1, 2]
+
+
+def test_country_plot_always_shows_the_secret_country():
+    scores = CountryScores(["q"], ["A", "B", "France"], {"finetuned": np.array([[0.0, -1.0, -9.0]]),
+                                                         "original": np.array([[0.0, -1.0, -9.0]])})
+    assert record.plot_countries(scores, "France", top=2)
