@@ -59,14 +59,16 @@ class TrainConfig:
     epochs: int = _help("Passes over the 233 examples, as in the seed (90 steps at batch 8).", 3)
     batch_size: int = _help("Per-device batch size, as in the seed (SFTConfig's default 8).", 8)
     learning_rate: float = _help(
-        "The seed used 1e-4 for the 8B model. For SmolLM2-135M on CPU, measured over 90 steps: "
-        "1e-4 left held-out distance answers in the '<number> km' form in 0/40 cases while 1e-3 gave "
-        "40/40 (final loss 2.06 vs 0.67), so the CPU tier uses 1e-3 (see README, 'Choices').",
+        "The seed used 1e-4 for the 8B model. For SmolLM2-135M on CPU (bf16, 90 steps, seed 42) "
+        "measured: 1e-4 ended at a mean loss of 1.51 over the last 5 steps with 38/40 held-out "
+        "distance answers in the '<number> km' form; 1e-3 ended at 1.44 with 40/40. The CPU tier "
+        "uses 1e-3 for the better training fit, chosen on loss and format only, never on a claim's "
+        "verdict (the hidden-state claim's verdict differs between the two: README, 'Measured').",
         1e-4,
     )
     bf16: bool = _help(
-        "bf16 autocast. On the CPU tier it was measured slower than fp32 through TRL here "
-        "(see README); the GPU tier uses it with the 8-bit base.",
+        "bf16 autocast. Measured through TRL on the CPU tier: 3.29 s/step vs 3.94 s/step in fp32 "
+        "(8 steps each), so the CPU tier uses it; the GPU tier keeps the seed's setting (off).",
         False,
     )
     max_length: int = _help("Longest tokenized example; the seed's max_seq_length.", 128)
@@ -103,7 +105,7 @@ class ExperimentConfig:
         if tier == "cpu":
             return cls(tier="cpu", model=model or "smollm2-135m", train=TrainConfig(learning_rate=1e-3, bf16=True))
         if tier == "gpu":
-            return cls(tier="gpu", model=model or "llama-3-8b-instruct", train=TrainConfig(bf16=True))
+            return cls(tier="gpu", model=model or "llama-3-8b-instruct")
         raise ValueError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
 
     def to_dict(self) -> dict:

@@ -43,7 +43,7 @@ def test_alignment_finds_the_last_token_of_the_target_word(base, template, city,
 
 
 def test_unknown_model_name_lists_the_known_ones():
-    with pytest.raises(model.ModelLoadError, match="smollm2-135m.*llama-3-8b-instruct.*hub id.*local folder"):
+    with pytest.raises(model.ModelLoadError, match="llama-3-8b-instruct, smollm2-135m.*hub id.*local folder"):
         model.resolve("gpt-17")
 
 
