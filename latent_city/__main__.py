@@ -36,7 +36,10 @@ def main(argv=None) -> int:
         print(f"record:  {latest.with_suffix('.html')} and {latest}")
         for c in rec["claims"]:
             if c["arms"][0] != c["arms"][1]:
-                print(f"  {c['key']:28s} {'holds' if c['holds'] else 'does not hold':14s} p={c['p']}")
+                p = c["p_adj"] if c["p_adj"] is not None else c["p"]
+                p = "-" if p is None else f"{p:.3g}"
+                print(f"  {c['key']:28s} {'holds' if c['holds'] else 'does not hold':14s} "
+                      f"{c['effect_name']} = {c['effect']:.4g}, p = {p} ({c['outcome']})")
     return int(code)
 
 

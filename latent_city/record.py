@@ -237,9 +237,9 @@ def compare(a: dict, b: dict, rtol: float = 1e-9) -> list[str]:
         if key not in ca or key not in cb:
             out.append(f"claim {key[0]} ({' vs '.join(key[1])}): only in {'second' if key in cb else 'first'}")
             continue
-        for f in ["holds", "outcome", "statistic", "effect", "p", "p_adj", "n"]:
+        for f in ["holds", "outcome", "statistic", "effect", "effect_ci", "p", "p_adj", "n"]:
             x, y = ca[key].get(f), cb[key].get(f)
-            same = (x == y) or (isinstance(x, float) and isinstance(y, float) and np.isclose(x, y, rtol=rtol, atol=0))
+            same = x == y or (x is not None and y is not None and np.allclose(x, y, rtol=rtol, atol=0))
             if not same:
                 out.append(f"claim {key[0]} ({' vs '.join(key[1])}).{f}: {x} -> {y}")
     return out
