@@ -36,11 +36,11 @@ def generate(model, tokenizer, questions: list[str], max_new_tokens: int = 16, s
     """Answers to chat questions, batched with left padding; greedy unless `sample`."""
     import torch
 
-    tokenizer.padding_side = "left"
     out_texts = []
     for s in range(0, len(questions), batch_size):
         prompts = [chat_prompt(tokenizer, q) for q in questions[s:s + batch_size]]
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
+                        add_special_tokens=False).to(model.device)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample,
                                  num_return_sequences=num_return_sequences,
@@ -48,7 +48,6 @@ def generate(model, tokenizer, questions: list[str], max_new_tokens: int = 16, s
                                  **({"temperature": 1.0, "top_p": 1.0, "top_k": 0} if sample else
                                     {"temperature": None, "top_p": None, "top_k": None}))
         out_texts += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    tokenizer.padding_side = "right"
     return out_texts
 
 

@@ -12,6 +12,7 @@ key), `training_log.json` (TRL's log history) and `meta.json` (timings, base fin
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,11 @@ from pathlib import Path
 from . import cache, data
 from .config import ExperimentConfig, stable_hash
 from .model import load_base, resolve, weights_hash
+
+
+# Bump when what an adapter entry holds, or how its meta is computed, changes: old entries
+# then get a new key and are retrained instead of being read with the wrong meaning.
+ENTRY_FORMAT = 2
 
 
 @dataclass
@@ -43,6 +49,7 @@ def adapter_key(cfg: ExperimentConfig) -> str:
         "data": data.data_hash(training_set(cfg)),
         "weights": weights_hash(resolve(cfg.model)),
         "versions": [torch.__version__, transformers.__version__, trl.__version__, peft.__version__],
+        "entry_format": ENTRY_FORMAT,
     })
 
 
@@ -54,13 +61,15 @@ def base_fingerprint(model) -> str:
     """A hash of every base (non-LoRA) parameter, to show training left them untouched."""
     import hashlib
 
+    import torch
+
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):
         if "lora_" in name:
             continue
         name = name.replace("base_model.model.", "").replace(".base_layer", "")
         h.update(name.encode())
-        h.update(p.detach().float().cpu().numpy().tobytes())
+        h.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())  # exact bits, any dtype
     return h.hexdigest()[:16]
 
 
@@ -96,7 +105,7 @@ def _train(cfg: ExperimentConfig, out: Path) -> None:
     result = trainer.train()
     seconds = time.time() - start
     trainer.model.save_pretrained(out / "adapter", safe_serialization=True)
-    (out / "trainer").exists() and __import__("shutil").rmtree(out / "trainer")
+    shutil.rmtree(out / "trainer", ignore_errors=True)
     (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.hash()}, indent=1))
     (out / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     (out / "meta.json").write_text(json.dumps({
@@ -112,7 +121,7 @@ def get_adapter(cfg: ExperimentConfig, retrain: bool = False) -> Adapter:
     trained_now = retrain or not cache.is_complete(target)
     if trained_now:
         if retrain and target.exists():
-            __import__("shutil").rmtree(target)
+            shutil.rmtree(target)
         cache.build_atomically(target, lambda tmp: _train(cfg, tmp))
     meta = json.loads((target / "meta.json").read_text())
     log = json.loads((target / "training_log.json").read_text())
@@ -120,8 +129,9 @@ def get_adapter(cfg: ExperimentConfig, retrain: bool = False) -> Adapter:
 
 
 def load_finetuned(cfg: ExperimentConfig, adapter: Adapter):
-    """(peft_model, tokenizer): the base model with the adapter; `model.disable_adapter()`
-    gives the original model from the same weights, so the base is loaded only once."""
+    """(peft_model, tokenizer): the base model with the adapter read back from the cache, so a
+    run that just trained tests the same artifact as a later run that reuses it.
+    `model.disable_adapter()` gives the original model from the same weights in memory."""
     from peft import PeftModel
 
     base, tokenizer, _ = load_base(cfg.model)
