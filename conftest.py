@@ -21,6 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from latent_city import answers, claims, data, finetune, probe, record  # noqa: E402
 from latent_city.config import ExperimentConfig  # noqa: E402
+from latent_city.model import resolve  # noqa: E402
 
 REPO = Path(__file__).parent
 REPORTS = REPO / "reports"
@@ -106,11 +107,11 @@ def finetuned(cfg, adapter, rec):
     """(peft model, tokenizer); `model.disable_adapter()` is the original model."""
     with _timed(rec, "load finetuned model"):
         model, tokenizer = finetune.load_finetuned(cfg, adapter)
-    spec = finetune.resolve(cfg.model)
+    spec = resolve(cfg.model)
     rec.provenance.update({
-        "config": cfg.to_dict(), "config_hash": cfg.hash(), "data_hash": data.data_hash(finetune.training_set(cfg)),
+        "config": cfg.to_dict(), "config_hash": cfg.hash(), "data_hash": adapter.key_inputs["data"],
         "model": cfg.model, "model_source": f"{spec.source}:{spec.location}",
-        "weights_hash": finetune.weights_hash(spec), "adapter_key": adapter.key, "adapter_path": str(adapter.path),
+        "weights_hash": adapter.key_inputs["weights"], "adapter_key": adapter.key, "adapter_path": str(adapter.path),
         "adapter_trained_this_run": adapter.trained_now, "adapter_train_seconds": adapter.train_seconds,
         "git": record.git_state(REPO), "versions": record.versions(), "hardware": record.hardware(),
         "seeds": cfg.to_dict()["seeds"], "started": datetime.now().isoformat(timespec="seconds"),

@@ -35,7 +35,7 @@ def root() -> Path:
     return path
 
 
-def _digest(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 22):
@@ -44,7 +44,7 @@ def _digest(path: Path) -> str:
 
 
 def _manifest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): _digest(p)
+    return {str(p.relative_to(folder)): sha256_file(p)
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != COMPLETE}
 
 
@@ -59,13 +59,14 @@ def is_complete(folder: Path) -> bool:
         return False
 
 
-def build_atomically(target: Path, build) -> Path:
+def build_atomically(target: Path, build, force: bool = False) -> Path:
     """Run build(tmp_folder), seal it with a manifest, rename it to `target`.
 
-    An existing but incomplete or altered `target` is removed first. The temporary folder is
-    removed if build fails, so nothing half-written is left behind.
+    A complete `target` is kept unless `force`. An existing entry is replaced only once the
+    new one is sealed, and the temporary folder is removed if build fails, so nothing
+    half-written is left behind and a failed rebuild keeps the old entry.
     """
-    if is_complete(target):
+    if not force and is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))

@@ -31,6 +31,7 @@ ENTRY_FORMAT = 2
 class Adapter:
     path: Path
     key: str
+    key_inputs: dict       # what the key hashes: training config, data hash, weights hash, versions
     trained_now: bool
     train_seconds: float
     log: list[dict]
@@ -41,20 +42,25 @@ def training_set(cfg: ExperimentConfig) -> list[dict]:
     return data.training_examples(cfg.data, seed=cfg.seeds.data)
 
 
-def adapter_key(cfg: ExperimentConfig) -> str:
+def key_inputs(cfg: ExperimentConfig) -> dict:
     import peft, torch, transformers, trl
 
-    return stable_hash({
+    return {
         "config": cfg.training_dict(),
         "data": data.data_hash(training_set(cfg)),
         "weights": weights_hash(resolve(cfg.model)),
         "versions": [torch.__version__, transformers.__version__, trl.__version__, peft.__version__],
         "entry_format": ENTRY_FORMAT,
-    })
+    }
 
 
-def adapter_dir(cfg: ExperimentConfig) -> Path:
-    return cache.root() / "adapters" / f"{resolve(cfg.model).name.replace('/', '--')}-{adapter_key(cfg)}"
+def adapter_key(cfg: ExperimentConfig) -> str:
+    return stable_hash(key_inputs(cfg))
+
+
+def adapter_dir(cfg: ExperimentConfig, key: str | None = None) -> Path:
+    key = key or adapter_key(cfg)
+    return cache.root() / "adapters" / f"{resolve(cfg.model).name.replace('/', '--')}-{key}"
 
 
 def base_fingerprint(model) -> str:
@@ -117,15 +123,15 @@ def _train(cfg: ExperimentConfig, out: Path) -> None:
 
 def get_adapter(cfg: ExperimentConfig, retrain: bool = False) -> Adapter:
     """The cached adapter for `cfg`, training it first if it is missing, altered or `retrain`."""
-    target = adapter_dir(cfg)
+    inputs = key_inputs(cfg)
+    key = stable_hash(inputs)
+    target = adapter_dir(cfg, key)
     trained_now = retrain or not cache.is_complete(target)
     if trained_now:
-        if retrain and target.exists():
-            shutil.rmtree(target)
-        cache.build_atomically(target, lambda tmp: _train(cfg, tmp))
+        cache.build_atomically(target, lambda tmp: _train(cfg, tmp), force=True)
     meta = json.loads((target / "meta.json").read_text())
     log = json.loads((target / "training_log.json").read_text())
-    return Adapter(target, target.name.rsplit("-", 1)[-1], trained_now, meta["train_seconds"], log, meta)
+    return Adapter(target, key, inputs, trained_now, meta["train_seconds"], log, meta)
 
 
 def load_finetuned(cfg: ExperimentConfig, adapter: Adapter):

@@ -67,14 +67,6 @@ def _package_folder(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_files(spec: ModelSpec) -> list[Path]:
     """The files that hold the base weights (for hashing into the adapter key)."""
     if spec.source == "gguf-package":
@@ -92,7 +84,7 @@ def weights_hash(spec: ModelSpec) -> str:
         st = p.stat()
         key = f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
         if key not in memo:
-            memo[key] = _sha256_file(p)
+            memo[key] = cache.sha256_file(p)
         h.update(memo[key].encode())
     cache.write_text_atomic(memo_path, json.dumps(memo, indent=1))
     return h.hexdigest()[:16]
@@ -114,8 +106,6 @@ def _dequantized_checkpoint(spec: ModelSpec) -> Path:
     """Dequantize the GGUF once into a safetensors folder in the cache (about 15 s), atomically."""
     gguf_dir = _package_folder(spec.location)
     target = cache.root() / "base" / f"{spec.name}-{weights_hash(spec)}"
-    if (target / cache.COMPLETE).exists():
-        return target
 
     def build(tmp: Path):
         from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig

@@ -35,3 +35,17 @@ def test_an_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
         monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "file" / "sub"))
     with pytest.raises(cache.CacheError, match=f"not writable.*{cache.ENV_VAR}"):
         cache.root()
+
+
+def test_a_forced_rebuild_that_fails_keeps_the_old_entry(tmp_path):
+    target = tmp_path / "entry"
+    cache.build_atomically(target, lambda tmp: (tmp / "w.bin").write_bytes(b"old"))
+
+    def failing(tmp):
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        cache.build_atomically(target, failing, force=True)
+    assert cache.is_complete(target) and (target / "w.bin").read_bytes() == b"old"
+    cache.build_atomically(target, lambda tmp: (tmp / "w.bin").write_bytes(b"new"), force=True)
+    assert (target / "w.bin").read_bytes() == b"new"
