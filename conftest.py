@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downl
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from latent_city import answers, claims, data, finetune, probe, record  # noqa: E402
-from latent_city.config import ExperimentConfig  # noqa: E402
+from latent_city.config import ExperimentConfig, field_help  # noqa: E402
 from latent_city.model import resolve  # noqa: E402
 
 REPO = Path(__file__).parent
@@ -109,7 +109,7 @@ def finetuned(cfg, adapter, rec):
         model, tokenizer = finetune.load_finetuned(cfg, adapter)
     spec = resolve(cfg.model)
     rec.provenance.update({
-        "config": cfg.to_dict(), "config_hash": cfg.hash(), "data_hash": adapter.key_inputs["data"],
+        "config": cfg.to_dict(), "config_help": field_help(), "config_hash": cfg.hash(), "data_hash": adapter.key_inputs["data"],
         "model": cfg.model, "model_source": f"{spec.source}:{spec.location}",
         "weights_hash": adapter.key_inputs["weights"], "adapter_key": adapter.key, "adapter_path": str(adapter.path),
         "adapter_trained_this_run": adapter.trained_now, "adapter_train_seconds": adapter.train_seconds,
