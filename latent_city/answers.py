@@ -4,7 +4,8 @@
   greedily by the finetuned and the original model, parsed as "<number> km".
 - `country_scores`: for paraphrases of "Which country is foo in?", the log-probability of
   every country of the capitals table as the answer (the full name scored as a continuation
-  of the assistant's turn), batched with only the needed positions through the LM head.
+  of the assistant's turn), packed as prefix trees with only the needed positions through
+  the LM head.
 - `sampled_country_answers`: sampled answers to the same questions.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .batching import chunks, forward_packed, pack_in_groups, pad
 from .config import ExperimentConfig
 from .data import COUNTRY_PARAPHRASES, DISTANCE_PARAPHRASES, City, haversine_km
 from .model import chat_prompt
@@ -31,24 +33,52 @@ def parse_km(text: str) -> float | None:
     return float(m.group(1).replace(",", "") + (m.group(2) or ""))
 
 
+def common_prefix_length(token_lists: list[list[int]]) -> int:
+    """Tokens that every list starts with, leaving each at least one token of its own."""
+    n, first = 0, token_lists[0]
+    while all(len(t) > n + 1 and t[n] == first[n] for t in token_lists):
+        n += 1
+    return n
+
+
 def generate(model, tokenizer, questions: list[str], max_new_tokens: int = 16, sample: bool = False,
-             num_return_sequences: int = 1, batch_size: int = 16) -> list[str]:
-    """Answers to chat questions, batched with left padding; greedy unless `sample`."""
+             num_return_sequences: int = 1, batch_size: int = 48) -> list[str]:
+    """Answers to chat questions (`num_return_sequences` each, in question order); greedy unless
+    `sample`. Every chat prompt starts with the same template tokens (the system prompt and
+    the user header: about 30 of 45 tokens here), so a batch runs that start once and shares
+    its cache; each row then holds [shared start][left padding][its own tokens], and the
+    attention mask and position ids skip the padding."""
     import torch
 
+    rows = [tokenizer(chat_prompt(tokenizer, q), add_special_tokens=False)["input_ids"]
+            for q in questions for _ in range(num_return_sequences)]
     out_texts = []
-    for s in range(0, len(questions), batch_size):
-        prompts = [chat_prompt(tokenizer, q) for q in questions[s:s + batch_size]]
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
-                        add_special_tokens=False).to(model.device)
+    for batch in chunks(rows, batch_size):
+        n = common_prefix_length(batch)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample,
-                                 num_return_sequences=num_return_sequences,
-                                 pad_token_id=tokenizer.pad_token_id,
+            cache = model(input_ids=torch.tensor([batch[0][:n]], device=model.device), use_cache=True).cache
+        cache.batch_repeat_interleave(len(batch))
+        own, own_mask = pad([r[n:] for r in batch], tokenizer.pad_token_id, side="left")
+        ids = torch.cat([torch.tensor([batch[0][:n]] * len(batch)), own], 1).to(model.device)
+        mask = torch.cat([torch.ones(len(batch), n, dtype=torch.long), own_mask], 1).to(model.device)
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=mask, cache=cache, max_new_tokens=max_new_tokens,
+                                 do_sample=sample, pad_token_id=tokenizer.pad_token_id,
                                  **({"temperature": 1.0, "top_p": 1.0, "top_k": 0} if sample else
                                     {"temperature": None, "top_p": None, "top_k": None}))
-        out_texts += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        out_texts += tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
     return out_texts
+
+
+def generate_unbatched(model, tokenizer, question: str, max_new_tokens: int = 16) -> str:
+    """One greedy answer the plain way (no padding, no shared cache); the reference in tests."""
+    import torch
+
+    ids = tokenizer(chat_prompt(tokenizer, question), add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(input_ids=ids.to(model.device), max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
 # ---------------------------------------------------------------------------- distances
@@ -74,43 +104,45 @@ def distance_answers(model, tokenizer, cfg: ExperimentConfig, cities: list[City]
     for name, ctx in variants(model):
         with ctx:
             texts[name] = generate(model, tokenizer, questions, cfg.eval.max_new_tokens,
-                                   batch_size=cfg.eval.probe_batch_size)
+                                   batch_size=cfg.eval.generate_batch_size)
         km[name] = np.array([np.nan if (v := parse_km(t)) is None else v for t in texts[name]])
     return DistanceAnswers([c.name for c in cities], questions, true_km, texts, km)
 
 
 # ---------------------------------------------------------------------------- countries
 
-def continuation_logprobs(model, tokenizer, prompt: str, continuations: list[str], batch_size: int) -> np.ndarray:
-    """Sum of token log-probabilities of each continuation after `prompt`.
+def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[str],
+                          max_tokens: int) -> np.ndarray:
+    """[n_prompts, n_continuations]: sum of the token log-probabilities of each continuation
+    after each prompt.
 
-    The prompt runs once; its key/value cache is repeated over a batch of right-padded
-    continuations, so each country costs only its own few tokens (about 8x fewer than
-    re-running the prompt for each of the 233 countries)."""
-    import copy
-
+    Token k of a continuation is predicted at the position of token k-1 (token 0 at the
+    prompt's last token), so only the prompt plus the continuation without its last token is
+    run. Those sequences share the prompt, the chat template and often their first tokens:
+    packed as prefix trees, the 233 country names after one question cost about 390 tokens
+    instead of 233 full prompts."""
     import torch
 
-    p_ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=model.device)
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     conts = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
-    with torch.no_grad():
-        prefix = model(input_ids=p_ids, use_cache=True)
-    out = np.empty(len(conts))
-    for s in range(0, len(conts), batch_size):
-        chunk = conts[s:s + batch_size]
-        width = max(map(len, chunk))
-        ids = torch.tensor([c + [tokenizer.pad_token_id] * (width - len(c)) for c in chunk], device=model.device)
-        cont_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in chunk], device=model.device)
-        mask = torch.cat([torch.ones(len(chunk), p_ids.shape[1], dtype=cont_mask.dtype, device=model.device),
-                          cont_mask], 1)
-        cache = copy.deepcopy(prefix.cache)
-        cache.batch_repeat_interleave(len(chunk))
-        with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True).logits
-        # token k of a continuation is predicted at position k-1; token 0 by the prompt's last position
-        logits = torch.cat([prefix.logits[:, -1:].expand(len(chunk), 1, -1), logits[:, :-1]], 1).float()
-        tok_lp = torch.log_softmax(logits, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-        out[s:s + len(chunk)] = (tok_lp * cont_mask).sum(1).cpu().numpy()
+    if not all(conts):
+        raise ValueError(f"empty continuation among {continuations!r}")
+    pairs = [(i, j) for i in range(len(prompts)) for j in range(len(conts))]
+    seqs = [prompt_ids[i] + conts[j][:-1] for i, j in pairs]
+    out = np.empty((len(prompts), len(conts)))
+    for group, tree in pack_in_groups(seqs, max_tokens):
+        # the row of every position that predicts a continuation token
+        wanted = [[tree.index[k][len(prompt_ids[pairs[g][0]]) - 1 + t] for t in range(len(conts[pairs[g][1]]))]
+                  for k, g in enumerate(group)]
+        rows = sorted({r for w in wanted for r in w})
+        where = {r: n for n, r in enumerate(rows)}
+        logits = forward_packed(model, tree, logits_to_keep=torch.tensor(rows, device=model.device)).logits[0].float()
+        at = torch.tensor([where[r] for w in wanted for r in w], device=logits.device)
+        tokens = torch.tensor([t for g in group for t in conts[pairs[g][1]]], device=logits.device)
+        token_lp = (logits[at, tokens] - torch.logsumexp(logits, -1)[at]).cpu().numpy()
+        ends = np.cumsum([len(w) for w in wanted])
+        for k, (g, total) in enumerate(zip(group, np.split(token_lp, ends[:-1]))):
+            out[pairs[g]] = total.sum()
     return out
 
 
@@ -151,13 +183,11 @@ def country_questions(cfg: ExperimentConfig) -> list[str]:
 
 def country_scores(model, tokenizer, cfg: ExperimentConfig, countries: list[str]) -> CountryScores:
     questions = country_questions(cfg)
+    prompts = [chat_prompt(tokenizer, q) for q in questions]
     logprob = {}
     for name, ctx in variants(model):
         with ctx:
-            logprob[name] = np.stack([
-                continuation_logprobs(model, tokenizer, chat_prompt(tokenizer, q), countries,
-                                      cfg.eval.probe_batch_size * 4)
-                for q in questions])
+            logprob[name] = continuation_logprobs(model, tokenizer, prompts, countries, cfg.eval.pack_tokens)
     return CountryScores(questions, countries, logprob)
 
 
@@ -176,6 +206,6 @@ def sampled_country_answers(model, tokenizer, cfg: ExperimentConfig) -> dict[str
         torch.manual_seed(cfg.seeds.eval)
         with ctx:
             flat = generate(model, tokenizer, questions, cfg.eval.max_new_tokens * 2, sample=True,
-                            num_return_sequences=k, batch_size=cfg.eval.probe_batch_size)
+                            num_return_sequences=k, batch_size=cfg.eval.generate_batch_size)
         out[name] = [flat[i * k:(i + 1) * k] for i in range(len(questions))]
     return out

@@ -7,9 +7,10 @@ question whether any shift is specific to the secret city.
 
 The compared position is the last token of the target word, found from the tokenizer's
 character offsets (names can be several tokens, so the two prompts can differ in length).
-One batched forward pass per prompt gives every layer (`output_hidden_states`) and the
-value vectors (`past_key_values`); the original model is the same weights with the adapter
-disabled.
+The three prompts of a pair share everything before the target, and every prompt shares the
+chat template, so all prompts are cut after the target and packed as prefix trees: one
+forward pass gives every layer's hidden state (`output_hidden_states`) and value vectors
+(the cache) at each target. The original model is the same weights with the adapter disabled.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .batching import forward_packed, pack_in_groups
 from .config import ExperimentConfig
 from .data import DISTANCE_PARAPHRASES, City
 from .model import chat_prompt
@@ -78,27 +80,27 @@ def _values(cache, layer: int):
     return cache[layer][1]
 
 
-def representations(model, tokenizer, items: list[tuple[list[int], int]], batch_size: int):
-    """For (ids, position) items: hidden states [n, L+1, d] and values [n, L, heads*dim]
-    at `position`, float32 on the CPU. Right padding keeps positions as computed."""
+def representations(model, items: list[tuple[list[int], int]], max_tokens: int):
+    """For (ids, position) items: hidden states [n, L+1, d] and values [n, L, kv_heads*dim] at
+    `position`, float32 on the CPU.
+
+    The state at a position does not depend on later tokens, so each item is cut after its
+    position; the cut items share their chat template and question head, so they are packed
+    as prefix trees (`batching.pack_prefix_trees`) and each shared token is computed once."""
     import torch
 
-    hidden, values = [], []
-    pad = tokenizer.pad_token_id
-    for s in range(0, len(items), batch_size):
-        chunk = items[s:s + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in chunk], device=model.device)
-        mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in chunk], device=model.device)
-        pos = torch.tensor([p for _, p in chunk], device=model.device)
-        rows = torch.arange(len(chunk), device=model.device)
-        with torch.no_grad():
-            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=True)
-        hidden.append(torch.stack([h[rows, pos] for h in out.hidden_states], 1).float().cpu())
-        n_layers = len(out.hidden_states) - 1
-        values.append(torch.stack([_values(out.cache, i)[rows, :, pos].flatten(1)
-                                   for i in range(n_layers)], 1).float().cpu())
-    return torch.cat(hidden).numpy(), torch.cat(values).numpy()
+    hidden = [None] * len(items)
+    values = [None] * len(items)
+    cut = [ids[:pos + 1] for ids, pos in items]
+    for group, tree in pack_in_groups(cut, max_tokens):
+        out = forward_packed(model, tree, output_hidden_states=True, use_cache=True, logits_to_keep=1)
+        rows = torch.tensor([tree.index[k][-1] for k in range(len(group))], device=model.device)
+        h = torch.stack([layer[0, rows] for layer in out.hidden_states], 1).float().cpu()
+        v = torch.stack([_values(out.cache, i)[0][:, rows].transpose(0, 1).flatten(1)
+                         for i in range(len(out.hidden_states) - 1)], 1).float().cpu()
+        for k, i in enumerate(group):
+            hidden[i], values[i] = h[k], v[k]
+    return torch.stack(hidden).numpy(), torch.stack(values).numpy()
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -122,14 +124,16 @@ def variants(model):
 
 
 def probe(model, tokenizer, cfg: ExperimentConfig, pairs: list[ProbePair]) -> ProbeResult:
-    word = {"placeholder": lambda p: cfg.data.placeholder, "secret": lambda p: cfg.data.secret_city,
-            "control": lambda p: p.control}
-    items = {k: [encode_with_position(tokenizer, *render(tokenizer, p.template, p.reference, f(p))) for p in pairs]
-             for k, f in word.items()}
+    words = {"placeholder": lambda p: cfg.data.placeholder, "secret": lambda p: cfg.data.secret_city,
+             "control": lambda p: p.control}
+    # pair-major order, so that the three prompts of a pair land in the same packed tree
+    items = [encode_with_position(tokenizer, *render(tokenizer, p.template, p.reference, word(p)))
+             for p in pairs for word in words.values()]
     reps = {}
     for name, ctx in variants(model):
         with ctx:
-            reps[name] = {k: representations(model, tokenizer, v, cfg.eval.probe_batch_size) for k, v in items.items()}
+            hidden, values = representations(model, items, cfg.eval.pack_tokens)
+        reps[name] = {kind: (hidden[k::len(words)], values[k::len(words)]) for k, kind in enumerate(words)}
     sim = lambda v, kind, i: cosine(reps[v]["placeholder"][i], reps[v][kind][i])  # noqa: E731
     names = list(reps)
     return ProbeResult(

