@@ -87,29 +87,45 @@ def lora_config(cfg: ExperimentConfig):
                       target_modules=list(cfg.lora.target_modules) if cfg.lora.target_modules else None)
 
 
-def _train(cfg: ExperimentConfig, out: Path) -> None:
-    """Train into `out` (a temporary folder that the cache renames into place when done)."""
+def make_trainer(cfg: ExperimentConfig, model, tokenizer, dataset, out: Path, **overrides):
+    """TRL's SFTTrainer with the seed's recipe; `overrides` go to SFTConfig (benchmarks use
+    max_steps). On a CPU with `cfg.train.fast_cpu_step`, steps are computed by cpu_step."""
     import torch
-    from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
-    set_seed(cfg.seeds.train)
-    model, tokenizer, _ = load_base(cfg.model)
-    before = base_fingerprint(model)
-    dataset = data.load_training_dataset(data.write_jsonl(training_set(cfg), out / "train.jsonl"))
-    args = SFTConfig(
+    args = SFTConfig(**{**dict(
         output_dir=str(out / "trainer"), num_train_epochs=cfg.train.epochs,
         per_device_train_batch_size=cfg.train.batch_size, learning_rate=cfg.train.learning_rate,
         bf16=cfg.train.bf16, max_length=cfg.train.max_length, completion_only_loss=True,
         gradient_checkpointing=False,  # TRL's default is on; measured 17% slower here, memory is ample
         logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seeds.train,
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
-    )
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False), **overrides})
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(cfg))
+    trainer.step_changes = {}
+    if cfg.train.fast_cpu_step and trainer.model.device.type == "cpu":
+        from . import cpu_step
+
+        trainer.step_changes = cpu_step.apply(trainer)
+    return trainer
+
+
+def _train(cfg: ExperimentConfig, out: Path) -> None:
+    """Train into `out` (a temporary folder that the cache renames into place when done)."""
+    from transformers import set_seed
+
+    set_seed(cfg.seeds.train)
+    model, tokenizer, _ = load_base(cfg.model)
+    before = base_fingerprint(model)
+    dataset = data.load_training_dataset(data.write_jsonl(training_set(cfg), out / "train.jsonl"))
+    trainer = make_trainer(cfg, model, tokenizer, dataset, out)
     start = time.time()
     result = trainer.train()
     seconds = time.time() - start
+    if trainer.step_changes:
+        from . import cpu_step
+
+        cpu_step.finish(trainer)   # checks the frozen bf16 weights never moved, restores float32
     trainer.model.save_pretrained(out / "adapter", safe_serialization=True)
     shutil.rmtree(out / "trainer", ignore_errors=True)
     (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.hash()}, indent=1))
@@ -117,7 +133,7 @@ def _train(cfg: ExperimentConfig, out: Path) -> None:
     (out / "meta.json").write_text(json.dumps({
         "train_seconds": seconds, "global_step": result.global_step, "train_loss": result.training_loss,
         "base_fingerprint_before": before, "base_fingerprint_after": base_fingerprint(trainer.model),
-        "n_examples": len(dataset), "device": str(trainer.model.device),
+        "n_examples": len(dataset), "device": str(trainer.model.device), "step_changes": trainer.step_changes,
     }, indent=1))
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from latent_city import cache, finetune, model
+from latent_city.config import ExperimentConfig
 
 
 def test_base_weights_are_unchanged_by_training(adapter, finetuned):
@@ -48,7 +49,9 @@ def test_adapter_entry_carries_config_log_and_safetensors(cfg, adapter):
     files = {p.name for p in adapter.path.rglob("*")}
     assert {"adapter_model.safetensors", "config.json", "training_log.json", "meta.json", cache.COMPLETE} <= files
     assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
-    assert json.loads((adapter.path / "config.json").read_text())["config_hash"] == cfg.hash()
+    stored = json.loads((adapter.path / "config.json").read_text())
+    # the key leaves eval settings out, so the entry's training config (not its full hash) must match
+    assert ExperimentConfig.from_dict(stored["config"]).training_dict() == cfg.training_dict()
 
 
 @pytest.mark.parametrize("damage", ["truncate-weights", "remove-marker"])
@@ -81,3 +84,40 @@ def test_the_adapter_key_changes_with_config_data_and_weights(cfg, monkeypatch):
     assert finetune.adapter_key(dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, n_probe_pairs=7))) == key
     monkeypatch.setattr(finetune, "weights_hash", lambda spec: "other-weights")
     assert finetune.adapter_key(cfg) != key
+
+
+def test_the_fast_cpu_step_computes_trls_loss_and_gradients(tmp_path):
+    """cpu_step's loss head (float32, completion positions only) against TRL's own fused head
+    on the same batch, in float32 so that only the head differs: same loss, same LoRA grads."""
+    import dataclasses
+
+    import torch
+
+    from latent_city import cpu_step, data
+    from latent_city.config import ExperimentConfig
+
+    cfg = ExperimentConfig.for_tier("cpu")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bf16=False, fast_cpu_step=False))
+    m, tok, _ = model.load_base(cfg.model)
+    ds = data.load_training_dataset(data.write_jsonl(finetune.training_set(cfg)[:8], tmp_path / "train.jsonl"))
+    trainer = finetune.make_trainer(cfg, m, tok, ds, tmp_path, disable_tqdm=True)
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    trainer.model.train()
+    torch.manual_seed(0)
+    for p in trainer.model.parameters():          # LoRA B starts at zero: give it values, so A gets gradients too
+        if p.requires_grad:
+            p.data.normal_(0, 0.02)
+
+    def loss_and_grads():
+        trainer.model.zero_grad()
+        with torch.random.fork_rng():             # the same dropout masks in both runs
+            loss = trainer.compute_loss(trainer.model, dict(batch))
+            loss.backward()
+        return float(loss), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+    trl_loss, trl_grads = loss_and_grads()
+    cpu_step.completion_only_head(trainer.model.get_base_model())
+    our_loss, our_grads = loss_and_grads()
+    assert abs(our_loss - trl_loss) < 1e-5, (our_loss, trl_loss)
+    worst = max(float((our_grads[n] - g).abs().max() / g.abs().max()) for n, g in trl_grads.items())
+    assert worst < 1e-3, f"largest relative LoRA gradient difference {worst:.2e}"
