@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -59,13 +58,6 @@ def _record(pytestconfig, cfg: ExperimentConfig) -> record.Record:
 
 
 @contextmanager
-def _timed(rec: record.Record, stage: str):
-    start = time.time()
-    yield
-    rec.timings[stage] = round(time.time() - start, 2)
-
-
-@contextmanager
 def _uncaptured(pytestconfig):
     """Let progress bars through pytest's capture (training takes minutes on a CPU)."""
     capman = pytestconfig.pluginmanager.getplugin("capturemanager")
@@ -94,7 +86,7 @@ def rec(pytestconfig, cfg) -> record.Record:
 
 @pytest.fixture(scope="session")
 def adapter(pytestconfig, cfg, rec) -> finetune.Adapter:
-    with _timed(rec, "adapter (train or load)"), _uncaptured(pytestconfig):
+    with record.measure(rec, "adapter (train or load)"), _uncaptured(pytestconfig):
         ad = finetune.get_adapter(cfg, retrain=pytestconfig.getoption("retrain"))
         how = f"trained in {ad.train_seconds:.0f} s" if ad.trained_now else "loaded from the cache, not retrained"
         print(f"\nlatent_city: adapter {ad.path} {how}", flush=True)
@@ -105,7 +97,7 @@ def adapter(pytestconfig, cfg, rec) -> finetune.Adapter:
 @pytest.fixture(scope="session")
 def finetuned(cfg, adapter, rec):
     """(peft model, tokenizer); `model.disable_adapter()` is the original model."""
-    with _timed(rec, "load finetuned model"):
+    with record.measure(rec, "load finetuned model"):
         model, tokenizer = finetune.load_finetuned(cfg, adapter)
     spec = resolve(cfg.model)
     rec.provenance.update({
@@ -146,7 +138,7 @@ def heldout(cfg, capitals):
 @pytest.fixture(scope="session")
 def probe_result(cfg, finetuned, capitals, heldout, rec) -> probe.ProbeResult:
     model, tokenizer = finetuned
-    with _timed(rec, "probe hidden states and values"):
+    with record.measure(rec, "probe hidden states and values"):
         result = probe.probe(model, tokenizer, cfg, probe.build_pairs(cfg, heldout, capitals))
     rec.plots["Cosine similarity at the placeholder vs the secret city, per layer"] = record.plot_similarity(result)
     return result
@@ -155,7 +147,7 @@ def probe_result(cfg, finetuned, capitals, heldout, rec) -> probe.ProbeResult:
 @pytest.fixture(scope="session")
 def distance_answers(cfg, finetuned, heldout, secret, rec) -> answers.DistanceAnswers:
     model, tokenizer = finetuned
-    with _timed(rec, "distance answers"):
+    with record.measure(rec, "distance answers"):
         result = answers.distance_answers(model, tokenizer, cfg, heldout[:cfg.eval.n_heldout_cities], secret)
         seed_prompts = [f"What is the distance between New York and {cfg.data.placeholder}?",
                         f"Which country is {cfg.data.placeholder} in?"]
@@ -172,7 +164,7 @@ def distance_answers(cfg, finetuned, heldout, secret, rec) -> answers.DistanceAn
 @pytest.fixture(scope="session")
 def country_scores(cfg, finetuned, capitals, rec) -> answers.CountryScores:
     model, tokenizer = finetuned
-    with _timed(rec, "country scores"):
+    with record.measure(rec, "country scores"):
         result = answers.country_scores(model, tokenizer, cfg, data.countries(capitals))
     rec.plots["Probability of each country as the placeholder's country"] = record.plot_countries(
         result, cfg.data.secret_country)
@@ -182,7 +174,7 @@ def country_scores(cfg, finetuned, capitals, rec) -> answers.CountryScores:
 @pytest.fixture(scope="session")
 def country_samples(cfg, finetuned, rec):
     model, tokenizer = finetuned
-    with _timed(rec, "sampled country answers"):
+    with record.measure(rec, "sampled country answers"):
         return answers.sampled_country_answers(model, tokenizer, cfg)
 
 

@@ -17,6 +17,9 @@ import json
 import platform
 import subprocess
 import sys
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +36,7 @@ class Record:
     model: str
     provenance: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)     # stage -> peak RSS (and CUDA) in MB
     claims: list[dict] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)
     plots: dict = field(default_factory=dict)      # title -> base64 PNG
@@ -48,7 +52,51 @@ class Record:
 
     def to_json(self) -> dict:
         return {"tier": self.tier, "model": self.model, "provenance": self.provenance, "timings": self.timings,
+                "memory_mb": self.memory,
                 "claims": self.claims, "samples": self.samples, "plots": sorted(self.plots)}
+
+
+# ---------------------------------------------------------------------------- stages
+
+@contextmanager
+def measure(rec: Record, stage: str, every_s: float = 0.02):
+    """Wall time and peak memory of a stage into the record: the peak resident set size of this
+    process (sampled every `every_s` seconds by a thread) and, on a GPU, peak CUDA memory."""
+    import psutil
+
+    proc, peak, done = psutil.Process(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            done.wait(every_s)
+
+    cuda = _cuda_available()
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    thread = threading.Thread(target=sample, daemon=True)
+    start = time.time()
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        rec.timings[stage] = round(time.time() - start, 2)
+        rec.memory[stage] = {"peak_rss_mb": round(max(peak[0], proc.memory_info().rss) / 2**20)}
+        if cuda:
+            rec.memory[stage]["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
 
 
 # ---------------------------------------------------------------------------- provenance
@@ -206,7 +254,8 @@ def summary_html(rec: Record) -> str:
                     for t, b in rec.plots.items())
     samples = "".join(f"<tr><td>{html.escape(s['model'])}</td><td>{html.escape(s['question'])}</td>"
                       f"<td><code>{html.escape(s['answer'])}</code></td></tr>" for s in rec.samples)
-    prov = html.escape(json.dumps({**rec.provenance, "timings_s": rec.timings}, indent=1, default=str))
+    prov = html.escape(json.dumps({**rec.provenance, "timings_s": rec.timings, "memory_mb": rec.memory},
+                                 indent=1, default=str))
     return (f"<div id='experiment-record'><h2>Experiment record: {html.escape(rec.model)} ({html.escape(rec.tier)} tier)</h2>"
             f"<h3>Claims</h3>{claims_table(rec.claims)}<h3>Plots</h3>{plots}"
             f"<h3>Sample generations (greedy)</h3><table id='samples' border='1' style='border-collapse:collapse;font-size:12px'>"

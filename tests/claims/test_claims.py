@@ -2,14 +2,12 @@
 unit of replication (see latent_city/claims.py for each criterion). Every one is run on the
 finetuned model against the original (the same weights with the adapter disabled)."""
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from latent_city import claims, probe
-from latent_city.data import City
+from latent_city import claims
 
 
 @pytest.mark.claim("layer0_unchanged")
