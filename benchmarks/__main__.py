@@ -1,0 +1,31 @@
+"""Benchmarks of latent_city on this machine; each prints a table and writes it, with the
+machine and its measured matmul peaks, to reports/benchmarks/<name>.md and .json.
+
+    python -m benchmarks                 # all of them (about 25 minutes on 2 cores)
+    python -m benchmarks train probe     # some of them: train noise probe country stages
+"""
+
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from . import evaluation, stages, train  # noqa: E402
+
+BENCHMARKS = {"train": train.bench_train, "noise": train.bench_noise, "probe": evaluation.bench_probe,
+              "country": evaluation.bench_country, "stages": stages.bench_stages}
+
+
+def main(argv: list[str]) -> int:
+    unknown = [a for a in argv if a not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark {unknown}; choose from {' '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    for name in argv or list(BENCHMARKS):
+        BENCHMARKS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

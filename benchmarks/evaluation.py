@@ -1,0 +1,107 @@
+"""Evaluation benchmarks: the packed probe and country scoring against the plain methods.
+
+    python -m benchmarks probe     # vs the seed's get_sim / get_value_sim: two full forwards per layer
+    python -m benchmarks country   # vs one forward pass per (question, country)
+
+Both run on the CPU tier's finetuned model (trained first if it is not cached) and its
+original (adapter disabled), on the same prompts, and report the time ratio and the largest
+difference between the two methods' numbers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import machine
+
+
+def _finetuned():
+    from latent_city import finetune
+    from latent_city.config import ExperimentConfig
+
+    cfg = ExperimentConfig.for_tier("cpu")
+    model, tokenizer = finetune.load_finetuned(cfg, finetune.get_adapter(cfg))
+    return cfg, model, tokenizer
+
+
+def seed_get_sim(model, tokenizer, item1, item2, layer_idx, values=False) -> float:
+    """The seed's get_sim (get_value_sim with values=True): two full forward passes, one layer."""
+    import torch
+
+    from latent_city.probe import _values
+
+    (ids1, pos1), (ids2, pos2) = item1, item2
+    with torch.no_grad():
+        out1 = model(input_ids=torch.tensor([ids1]), output_hidden_states=True, use_cache=True)
+        out2 = model(input_ids=torch.tensor([ids2]), output_hidden_states=True, use_cache=True)
+    if values:
+        a, b = _values(out1.cache, layer_idx)[0, :, pos1].flatten(), _values(out2.cache, layer_idx)[0, :, pos2].flatten()
+    else:
+        a, b = out1.hidden_states[layer_idx][0][pos1], out2.hidden_states[layer_idx][0][pos2]
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+
+def bench_probe(n_pairs: int = 4) -> None:
+    from latent_city import data, probe
+
+    cfg, model, tok = _finetuned()
+    capitals = data.load_capitals()
+    pairs = probe.build_pairs(cfg, data.heldout_cities(cfg.eval.n_probe_pairs, cfg.seeds.data, capitals), capitals)[:n_pairs]
+    start = time.perf_counter()
+    ours = probe.probe(model, tok, cfg, pairs)
+    ours_s = time.perf_counter() - start
+    n_layers = model.config.num_hidden_layers
+    seed = {v: (np.zeros((n_pairs, n_layers + 1)), np.zeros((n_pairs, n_layers))) for v, _ in probe.variants(model)}
+    start = time.perf_counter()
+    for name, ctx in probe.variants(model):
+        with ctx:
+            for i, p in enumerate(pairs):
+                a, b = (probe.encode_with_position(tok, *probe.render(tok, p.template, p.reference, w))
+                        for w in (cfg.data.placeholder, cfg.data.secret_city))
+                for layer in range(n_layers + 1):
+                    seed[name][0][i, layer] = seed_get_sim(model, tok, a, b, layer)
+                for layer in range(n_layers):
+                    seed[name][1][i, layer] = seed_get_sim(model, tok, a, b, layer, values=True)
+    seed_s = time.perf_counter() - start
+    diff = max(max(np.abs(ours.hidden_secret[v] - seed[v][0]).max(), np.abs(ours.values_secret[v] - seed[v][1]).max())
+               for v in seed)
+    rows = [{"method": "seed: get_sim + get_value_sim, 2 full forwards per layer", "seconds": round(seed_s, 1),
+             "forward passes": 2 * 2 * (2 * n_layers + 1) * n_pairs},
+            {"method": "latent_city.probe: cut at the target, prefix trees, one pass", "seconds": round(ours_s, 2),
+             "forward passes": "1 packed row per variant (placeholder, secret and control prompts)"}]
+    machine.write("probe", f"Probing {n_pairs} prompt pairs, finetuned and original model", rows, [
+        f"Ratio: {seed_s / ours_s:.0f}x. The probe also computes the control-capital prompts, which the seed's "
+        f"method here does not. Largest |difference| between the two methods' cosine similarities over every pair, "
+        f"layer, variant, hidden states and values: {diff:.1e} (required: below 1e-5: {'yes' if diff < 1e-5 else 'NO'})."],
+        {"max_abs_diff": diff})
+
+
+def bench_country(n_questions: int = 4) -> None:
+    from latent_city import answers, data
+    from latent_city.model import chat_prompt
+    from latent_city.probe import variants
+
+    cfg, model, tok = _finetuned()
+    countries = data.countries(data.load_capitals())
+    prompts = [chat_prompt(tok, q) for q in answers.country_questions(cfg)[:n_questions]]
+    times, diffs = {"packed": 0.0, "one pass each": 0.0}, []
+    for _, ctx in variants(model):
+        with ctx:
+            start = time.perf_counter()
+            packed = answers.continuation_logprobs(model, tok, prompts, countries, cfg.eval.pack_tokens)
+            times["packed"] += time.perf_counter() - start
+            start = time.perf_counter()
+            plain = np.array([[answers.continuation_logprobs_unbatched(model, tok, p, c) for c in countries]
+                              for p in prompts])
+            times["one pass each"] += time.perf_counter() - start
+            diffs.append(float(np.abs(packed - plain).max()))
+    rows = [{"method": "one forward pass per (question, country)", "seconds": round(times["one pass each"], 1),
+             "forward passes": 2 * n_questions * len(countries)},
+            {"method": "latent_city.answers: prefix trees, loss positions only", "seconds": round(times["packed"], 2),
+             "forward passes": f"packed rows of <= {cfg.eval.pack_tokens} tokens"}]
+    machine.write("country", f"Scoring {len(countries)} countries after {n_questions} questions, finetuned and original",
+                  rows, [f"Ratio: {times['one pass each'] / times['packed']:.1f}x. Largest |difference| in a "
+                         f"country's log-probability: {max(diffs):.1e} nats (the suite's test requires < 1e-3)."],
+                  {"max_abs_diff": max(diffs)})

@@ -1,0 +1,61 @@
+"""Stage times and peak memory of the suite and of the experiment, cold (a fresh cache: it
+trains) and warm (the adapter cached), each in a subprocess as a user would run it.
+
+    python -m benchmarks stages
+
+Per-stage numbers come from the experiment record each run writes (reports/latest-cpu.json:
+`timings` and `memory_mb`, measured by latent_city.record.measure); whole-process peak RSS is
+sampled here every 0.1 s over the process tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import machine
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_measured(cmd: list[str], env: dict) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS in MB of the process tree, return code)."""
+    import psutil
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, sum(p.memory_info().rss for p in [root] + root.children(recursive=True)))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    return time.perf_counter() - start, peak // 2**20, proc.returncode
+
+
+def bench_stages() -> None:
+    commands = {"suite (pytest)": [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+                "experiment (python -m latent_city)": [sys.executable, "-m", "latent_city"]}
+    totals, per_stage = [], {}
+    for what, cmd in commands.items():
+        with tempfile.TemporaryDirectory(prefix="latent-city-bench-") as cache:
+            env = {**os.environ, "LATENT_CITY_CACHE": cache, "HF_HUB_OFFLINE": "1"}
+            for state in ("cold", "warm"):
+                wall, rss, code = run_measured(cmd, env)
+                totals.append({"command": what, "cache": state, "wall s": round(wall, 1), "peak RSS MB": rss,
+                               "exit code": code})
+                record = json.loads((REPO / "reports" / "latest-cpu.json").read_text())
+                for stage, secs in record["timings"].items():
+                    row = per_stage.setdefault((what, stage), {"command": what, "stage": stage})
+                    row[f"{state} s"] = secs
+                    row[f"{state} peak RSS MB"] = record.get("memory_mb", {}).get(stage, {}).get("peak_rss_mb")
+    machine.write("stages", "Stage times and peak memory, cold and warm", totals + list(per_stage.values()), [
+        "Cold: a fresh LATENT_CITY_CACHE, so the GGUF is dequantized and the adapter trained; warm: the same "
+        "command again on that cache. Exit code 0 = every test passed or failed as expected (strict xfail).",
+        __doc__.split("\n\n")[2].replace("\n", " ")])
