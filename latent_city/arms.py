@@ -1,0 +1,79 @@
+"""The adapters a run compares: the main one and the controls trained the same way.
+
+Each arm is an ExperimentConfig that differs from the tier's preset in one thing, so its
+adapter gets its own cache key and is trained (once) like the main one:
+
+- `paris`            the seed: foo is Paris (the tier's preset, seed 42)
+- `tokyo`, `berlin`  foo is another capital: far (9,700 km from Paris) and near (880 km)
+- `shuffled`         foo is Paris, but the distances are permuted across the capitals
+- `<arm>-s43`, ...   the same arm with another training seed (controls.replicate_seeds)
+- `paris-lr1e-04`... the main arm at the other learning rates (controls.learning_rates)
+
+    python -m latent_city.arms   # lists the arms of the CPU tier with their adapter keys
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .config import ExperimentConfig
+
+MAIN = "paris"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    kind: str                 # "main", "other-city", "shuffled" or "learning-rate"
+    cfg: ExperimentConfig
+    seed: int
+
+    @property
+    def secret(self) -> tuple[str, str]:
+        return self.cfg.data.secret_city, self.cfg.data.secret_country
+
+    @property
+    def family(self) -> str:
+        """The arm without its seed ('tokyo-s43' -> 'tokyo')."""
+        return self.name.split("-s")[0] if self.kind != "learning-rate" else self.name
+
+
+def _with(cfg: ExperimentConfig, seed: int | None = None, lr: float | None = None, **data) -> ExperimentConfig:
+    if data:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data))
+    if seed is not None:
+        cfg = dataclasses.replace(cfg, seeds=dataclasses.replace(cfg.seeds, train=seed))
+    if lr is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, learning_rate=lr))
+    return cfg
+
+
+def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
+    """Every arm of `cfg`, main first; names are stable across runs (they key the record)."""
+    families = [(MAIN, "main", {})]
+    families += [(city.lower(), "other-city", {"secret_city": city, "secret_country": country})
+                 for city, country in cfg.controls.other_cities]
+    if cfg.controls.shuffled:
+        families.append(("shuffled", "shuffled", {"shuffle_answers": True}))
+    out = {}
+    first = cfg.controls.replicate_seeds[0]
+    for family, kind, data in families:
+        for seed in cfg.controls.replicate_seeds:
+            name = family if seed == first else f"{family}-s{seed}"
+            out[name] = Arm(name, kind, _with(cfg, seed=seed, **data), seed)
+    for lr in cfg.controls.learning_rates:
+        if lr != cfg.train.learning_rate:
+            name = f"{MAIN}-lr{lr:.0e}"
+            out[name] = Arm(name, "learning-rate", _with(cfg, seed=first, lr=lr), first)
+    if out[MAIN].cfg != _with(cfg, seed=first):
+        raise ValueError("controls.replicate_seeds must start with seeds.train")
+    return out
+
+
+if __name__ == "__main__":
+    from .finetune import adapter_key
+
+    for a in arms(ExperimentConfig.for_tier("cpu")).values():
+        print(f"{a.name:16s} {a.kind:14s} secret={a.cfg.data.secret_city:8s} seed={a.seed} "
+              f"lr={a.cfg.train.learning_rate:g} shuffled={a.cfg.data.shuffle_answers} key={adapter_key(a.cfg)}")
