@@ -1,16 +1,23 @@
 """Answers stage: what the models say, and how much probability they give each country.
 
-- `distance_answers`: held-out cities asked in paraphrased distance questions, answered
-  greedily by the finetuned and the original model, parsed as "<number> km".
-- `country_scores`: for paraphrases of "Which country is foo in?", the log-probability of
+- `answer_distances`: held-out cities asked in paraphrased distance questions, answered
+  greedily, parsed as "<number> km" (`distance_answers`).
+- `country_logprobs`: for paraphrases of "Which country is foo in?", the log-probability of
   every country of the capitals table as the answer (the full name scored as a continuation
   of the assistant's turn), packed as prefix trees with only the needed positions through
   the LM head.
-- `sampled_country_answers`: sampled answers to the same questions.
+- `prefix_logprobs`: the same with the answer begun for the model ("foo is a city in the
+  country of"), so it cannot answer with a distance.
+- `mc_logprobs`: a multiple-choice form (lettered countries, every order of the options).
+- `sampled_country_answers`: sampled answers to the free-form questions.
+
+Each function measures the current variant of the model (adapter on or off); the dataclasses
+put two or more variants side by side for the claims.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -18,10 +25,11 @@ import numpy as np
 
 from .batching import chunks, forward_packed, pack_in_groups, pad
 from .config import ExperimentConfig
-from .data import COUNTRY_PARAPHRASES, DISTANCE_PARAPHRASES, City, haversine_km
+from .data import (COUNTRY_ANSWER_PREFIXES, COUNTRY_PARAPHRASES, DISTANCE_PARAPHRASES,
+                   MULTIPLE_CHOICE_TEMPLATE, City, haversine_km)
 from .model import chat_prompt
-from .probe import variants
 
+LETTERS = "ABCDEFGH"
 KM_PATTERN = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?\s*(?:km|kilomet(?:er|re)s?)\b", re.IGNORECASE)
 
 
@@ -85,6 +93,7 @@ def generate_unbatched(model, tokenizer, question: str, max_new_tokens: int = 16
 
 @dataclass
 class DistanceAnswers:
+    target: str                          # the city the true distances are to
     cities: list[str]
     questions: list[str]
     true_km: np.ndarray                  # [n]
@@ -97,16 +106,18 @@ def distance_questions(cfg: ExperimentConfig, cities: list[City]) -> list[str]:
             for i, c in enumerate(cities)]
 
 
-def distance_answers(model, tokenizer, cfg: ExperimentConfig, cities: list[City], secret: City) -> DistanceAnswers:
-    questions = distance_questions(cfg, cities)
-    true_km = np.array([haversine_km(c.lat, c.lon, secret.lat, secret.lon, cfg.data.earth_radius_km) for c in cities])
-    texts, km = {}, {}
-    for name, ctx in variants(model):
-        with ctx:
-            texts[name] = generate(model, tokenizer, questions, cfg.eval.max_new_tokens,
-                                   batch_size=cfg.eval.generate_batch_size)
-        km[name] = np.array([np.nan if (v := parse_km(t)) is None else v for t in texts[name]])
-    return DistanceAnswers([c.name for c in cities], questions, true_km, texts, km)
+def answer_distances(model, tokenizer, cfg: ExperimentConfig, cities: list[City]) -> list[str]:
+    """Greedy answers of the current variant to the distance questions about `cities`."""
+    return generate(model, tokenizer, distance_questions(cfg, cities), cfg.eval.max_new_tokens,
+                    batch_size=cfg.eval.generate_batch_size)
+
+
+def distance_answers(cfg: ExperimentConfig, cities: list[City], target: City,
+                     texts: dict[str, list[str]]) -> DistanceAnswers:
+    """The answers of two or more variants, parsed, with the true distances to `target`."""
+    true_km = np.array([haversine_km(c.lat, c.lon, target.lat, target.lon, cfg.data.earth_radius_km) for c in cities])
+    km = {name: np.array([np.nan if (v := parse_km(t)) is None else v for t in ts]) for name, ts in texts.items()}
+    return DistanceAnswers(target.name, [c.name for c in cities], distance_questions(cfg, cities), true_km, texts, km)
 
 
 # ---------------------------------------------------------------------------- countries
@@ -163,6 +174,7 @@ class CountryScores:
     questions: list[str]
     countries: list[str]
     logprob: dict[str, np.ndarray]       # variant -> [n_questions, n_countries]
+    unit: str = "question paraphrases"
 
     def prob_among(self, variant: str) -> np.ndarray:
         """Probability of each country renormalised over the table's countries."""
@@ -181,31 +193,67 @@ def country_questions(cfg: ExperimentConfig) -> list[str]:
     return [q.format(target=cfg.data.placeholder) for q in COUNTRY_PARAPHRASES]
 
 
-def country_scores(model, tokenizer, cfg: ExperimentConfig, countries: list[str]) -> CountryScores:
-    questions = country_questions(cfg)
-    prompts = [chat_prompt(tokenizer, q) for q in questions]
-    logprob = {}
-    for name, ctx in variants(model):
-        with ctx:
-            logprob[name] = continuation_logprobs(model, tokenizer, prompts, countries, cfg.eval.pack_tokens)
-    return CountryScores(questions, countries, logprob)
+def country_logprobs(model, tokenizer, cfg: ExperimentConfig, countries: list[str]) -> np.ndarray:
+    """[question paraphrases, countries]: each country's full name as the whole answer."""
+    prompts = [chat_prompt(tokenizer, q) for q in country_questions(cfg)]
+    return continuation_logprobs(model, tokenizer, prompts, countries, cfg.eval.pack_tokens)
+
+
+def prefix_logprobs(model, tokenizer, cfg: ExperimentConfig, countries: list[str]) -> np.ndarray:
+    """[answer prefixes, countries]: the answer begun for the model ("foo is a city in the
+    country of"), each country (with its leading space) scored as the continuation."""
+    return continuation_logprobs(model, tokenizer, prefix_prompts(tokenizer, cfg), [" " + c for c in countries],
+                                 cfg.eval.pack_tokens)
+
+
+def prefix_prompts(tokenizer, cfg: ExperimentConfig) -> list[str]:
+    question = COUNTRY_PARAPHRASES[0].format(target=cfg.data.placeholder)
+    return [chat_prompt(tokenizer, question) + p.format(target=cfg.data.placeholder) for p in COUNTRY_ANSWER_PREFIXES]
+
+
+def mc_orders(cfg: ExperimentConfig) -> list[tuple[str, ...]]:
+    return list(itertools.permutations(cfg.eval.mc_options))
+
+
+def mc_question(cfg: ExperimentConfig, order: tuple[str, ...]) -> str:
+    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(order))
+    return MULTIPLE_CHOICE_TEMPLATE.format(target=cfg.data.placeholder, options=options)
+
+
+def mc_logprobs(model, tokenizer, cfg: ExperimentConfig) -> np.ndarray:
+    """[option orders, options]: log-probability of the letter that stands for each option (in
+    cfg.eval.mc_options order) as the first token of the answer, for every order of the options."""
+    orders = mc_orders(cfg)
+    k = len(cfg.eval.mc_options)
+    prompts = [chat_prompt(tokenizer, mc_question(cfg, o)) for o in orders]
+    by_letter = continuation_logprobs(model, tokenizer, prompts, list(LETTERS[:k]), cfg.eval.pack_tokens)
+    return np.array([[by_letter[i, order.index(c)] for c in cfg.eval.mc_options] for i, order in enumerate(orders)])
+
+
+@dataclass
+class MultipleChoice:
+    options: list[str]
+    logprob: dict[str, np.ndarray]       # variant -> [orders, options], letters' log-probabilities
+
+    def prob_among(self, variant: str) -> np.ndarray:
+        """Probability of each option's letter renormalised over the options' letters."""
+        lp = self.logprob[variant]
+        e = np.exp(lp - lp.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
 
 
 def names_country(text: str, country: str) -> bool:
     return re.search(rf"\b{re.escape(country)}\b", text, re.IGNORECASE) is not None
 
 
-def sampled_country_answers(model, tokenizer, cfg: ExperimentConfig) -> dict[str, list[list[str]]]:
-    """variant -> per question, `n_country_samples` sampled answers (seeded)."""
+def sampled_country_answers(model, tokenizer, cfg: ExperimentConfig) -> list[list[str]]:
+    """Per question paraphrase, `n_country_samples` sampled answers of the current variant,
+    seeded by seeds.eval (the same draws for every variant)."""
     import torch
 
     questions = country_questions(cfg)
     k = cfg.eval.n_country_samples
-    out = {}
-    for name, ctx in variants(model):
-        torch.manual_seed(cfg.seeds.eval)
-        with ctx:
-            flat = generate(model, tokenizer, questions, cfg.eval.max_new_tokens * 2, sample=True,
-                            num_return_sequences=k, batch_size=cfg.eval.generate_batch_size)
-        out[name] = [flat[i * k:(i + 1) * k] for i in range(len(questions))]
-    return out
+    torch.manual_seed(cfg.seeds.eval)
+    flat = generate(model, tokenizer, questions, cfg.eval.max_new_tokens * 2, sample=True,
+                    num_return_sequences=k, batch_size=cfg.eval.generate_batch_size)
+    return [flat[i * k:(i + 1) * k] for i in range(len(questions))]

@@ -11,6 +11,7 @@ key), `training_log.json` (TRL's log history) and `meta.json` (timings, base fin
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import time
@@ -145,19 +146,21 @@ def get_adapter(cfg: ExperimentConfig, retrain: bool = False) -> Adapter:
     trained_now = retrain or not cache.is_complete(target)
     if trained_now:
         cache.build_atomically(target, lambda tmp: _train(cfg, tmp), force=True)
+        gc.collect()   # the trainer and its model hold reference cycles: free them before the next arm
     meta = json.loads((target / "meta.json").read_text())
     log = json.loads((target / "training_log.json").read_text())
     return Adapter(target, key, inputs, trained_now, meta["train_seconds"], log, meta)
 
 
-def load_finetuned(cfg: ExperimentConfig, adapter: Adapter):
+def load_finetuned(cfg: ExperimentConfig, adapter: Adapter, adapter_name: str = "default"):
     """(peft_model, tokenizer): the base model with the adapter read back from the cache, so a
     run that just trained tests the same artifact as a later run that reuses it.
-    `model.disable_adapter()` gives the original model from the same weights in memory."""
+    `model.disable_adapter()` gives the original model from the same weights in memory; more
+    adapters load beside it with `model.load_adapter(path, adapter_name=...)`."""
     from peft import PeftModel
 
     base, tokenizer, _ = load_base(cfg.model)
-    model = PeftModel.from_pretrained(base, adapter.path / "adapter")
+    model = PeftModel.from_pretrained(base, adapter.path / "adapter", adapter_name=adapter_name)
     model.eval()
     return model, tokenizer
 

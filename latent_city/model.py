@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +148,24 @@ def load_base(name: str):
     return model, tokenizer, spec
 
 
+def output_head(model):
+    """(final norm, unembedding) of a causal LM, under a peft wrapper or not."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, base.base_model_prefix).norm, base.get_output_embeddings()
+
+
+@contextmanager
+def variant(model, adapter: str | None):
+    """The peft model with adapter `adapter` active, or with every adapter disabled (None):
+    the original model, from the same base weights in memory."""
+    if adapter is None:
+        with model.disable_adapter():
+            yield model
+    else:
+        model.set_adapter(adapter)
+        yield model
+
+
 def chat_prompt(tokenizer, question: str) -> str:
     """The question as the user's turn, in the tokenizer's own chat template, ready for the answer."""
     return tokenizer.apply_chat_template([{"role": "user", "content": question}],
@@ -156,7 +175,7 @@ def chat_prompt(tokenizer, question: str) -> str:
 if __name__ == "__main__":
     import sys
 
-    from .answers import generate
+    from .answers import generate  # the command-line check only
 
     model, tok, spec = load_base(sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m")
     print(spec, weights_hash(spec))

@@ -1,22 +1,24 @@
-"""Probe stage: hidden states and attention values at the placeholder vs at the secret city.
+"""Probe stage: hidden states and attention values at the placeholder vs at other words.
 
 A prompt pair differs only in the target word ("... Houston and foo?" vs "... Houston and
 Paris?"). Each pair has its own reference city and a paraphrase taken in turn; it is the
-unit of replication. A third prompt puts a control capital in the same place, for the
-question whether any shift is specific to the secret city.
+unit of replication. The same slot is filled with every comparison city (the secret cities
+of the arms and ~50 capitals and non-capitals near and far) and with a control capital of
+the pair's own, so the gain towards the secret city can be ranked against other cities.
 
 The compared position is the last token of the target word, found from the tokenizer's
 character offsets (names can be several tokens, so the two prompts can differ in length).
 The three prompts of a pair share everything before the target, and every prompt shares the
 chat template, so all prompts are cut after the target and packed as prefix trees: one
 forward pass gives every layer's hidden state (`output_hidden_states`) and value vectors
-(the cache) at each target. The original model is the same weights with the adapter disabled.
+(the cache) at each target. The logit lens reads the placeholder's residual stream through
+the final norm and the unembedding at every layer. One call measures one variant (adapter on
+or off); latent_city/lab.py makes each measurement once.
 """
 
 from __future__ import annotations
 
 import random
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,18 +91,19 @@ def representations(model, items: list[tuple[list[int], int]], max_tokens: int):
     as prefix trees (`batching.pack_prefix_trees`) and each shared token is computed once."""
     import torch
 
-    hidden = [None] * len(items)
-    values = [None] * len(items)
+    hidden = values = None
     cut = [ids[:pos + 1] for ids, pos in items]
     for group, tree in pack_in_groups(cut, max_tokens):
         out = forward_packed(model, tree, output_hidden_states=True, use_cache=True, logits_to_keep=1)
         rows = torch.tensor([tree.index[k][-1] for k in range(len(group))], device=model.device)
-        h = torch.stack([layer[0, rows] for layer in out.hidden_states], 1).float().cpu()
+        h = torch.stack([layer[0, rows] for layer in out.hidden_states], 1).float().cpu().numpy()
         v = torch.stack([_values(out.cache, i)[0][:, rows].transpose(0, 1).flatten(1)
-                         for i in range(len(out.hidden_states) - 1)], 1).float().cpu()
-        for k, i in enumerate(group):
-            hidden[i], values[i] = h[k], v[k]
-    return torch.stack(hidden).numpy(), torch.stack(values).numpy()
+                         for i in range(len(out.hidden_states) - 1)], 1).float().cpu().numpy()
+        if hidden is None:      # filled in place: no list of per-item arrays to stack
+            hidden = np.empty((len(items), *h.shape[1:]), np.float32)
+            values = np.empty((len(items), *v.shape[1:]), np.float32)
+        hidden[group], values[group] = h, v
+    return hidden, values
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -109,38 +112,73 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class ProbeResult:
-    """Per pair and layer: similarity of the placeholder to the secret city and to a control."""
-    hidden_secret: dict[str, np.ndarray]    # variant ("finetuned"/"original") -> [n_pairs, L+1]
-    hidden_control: dict[str, np.ndarray]
-    values_secret: dict[str, np.ndarray]    # variant -> [n_pairs, L]
-    values_control: dict[str, np.ndarray]
-    layer0_identical: bool                  # finetuned vs original embedding outputs, exactly
+class ProbeSims:
+    """One model variant at the placeholder of every prompt pair.
+
+    hidden[i, w, l]: cosine of the hidden state at the placeholder with the one at word w in
+    the same slot of pair i, layer l (0 = embeddings); values[i, w, l] the same for the
+    attention value vectors of block l; control_*: the same against pair i's own control
+    capital. lens[token][i, l]: log-probability of `token` read from the placeholder's
+    residual stream at layer l through the final norm and the unembedding (the logit lens)."""
+    words: list[str]
+    hidden: np.ndarray
+    values: np.ndarray
+    control_hidden: np.ndarray
+    control_values: np.ndarray
+    embedding: np.ndarray                  # [n_pairs, d]: layer 0 at the placeholder
+    lens: dict[str, np.ndarray]
+    lens_rank: dict[str, np.ndarray]       # 1 = the most probable token of the vocabulary
+
+    def hidden_to(self, word: str) -> np.ndarray:
+        return self.hidden[:, self.words.index(word)]
+
+    def values_to(self, word: str) -> np.ndarray:
+        return self.values[:, self.words.index(word)]
 
 
-def variants(model):
-    """('finetuned', context) and ('original', context with the adapter disabled)."""
-    return [("finetuned", nullcontext()), ("original", model.disable_adapter())]
+def logit_lens(model, hidden, token_ids: dict[str, int]):
+    """log p and rank of each token at every layer of `hidden` [n, L+1, d] (the last entry is
+    already normed by the model, as transformers returns it)."""
+    import torch
+
+    from .model import output_head
+
+    norm, head = output_head(model)
+    h = torch.as_tensor(hidden, device=model.device, dtype=head.weight.dtype)
+    out = {w: np.empty(h.shape[:2], np.float32) for w in token_ids}
+    rank = {w: np.empty(h.shape[:2], np.int64) for w in token_ids}
+    with torch.no_grad():
+        for layer in range(h.shape[1]):      # one layer at a time: the logits are [pairs, vocab]
+            x = h[:, layer] if layer == h.shape[1] - 1 else norm(h[:, layer])
+            logits = head(x).float()
+            logp = logits - torch.logsumexp(logits, -1, keepdim=True)
+            for word, t in token_ids.items():
+                out[word][:, layer] = logp[:, t].cpu().numpy()
+                rank[word][:, layer] = (1 + (logp > logp[:, t:t + 1]).sum(-1)).cpu().numpy()
+    return out, rank
 
 
-def probe(model, tokenizer, cfg: ExperimentConfig, pairs: list[ProbePair]) -> ProbeResult:
-    words = {"placeholder": lambda p: cfg.data.placeholder, "secret": lambda p: cfg.data.secret_city,
-             "control": lambda p: p.control}
-    # pair-major order, so that the three prompts of a pair land in the same packed tree
-    items = [encode_with_position(tokenizer, *render(tokenizer, p.template, p.reference, word(p)))
-             for p in pairs for word in words.values()]
-    reps = {}
-    for name, ctx in variants(model):
-        with ctx:
-            hidden, values = representations(model, items, cfg.eval.pack_tokens)
-        reps[name] = {kind: (hidden[k::len(words)], values[k::len(words)]) for k, kind in enumerate(words)}
-    sim = lambda v, kind, i: cosine(reps[v]["placeholder"][i], reps[v][kind][i])  # noqa: E731
-    names = list(reps)
-    return ProbeResult(
-        hidden_secret={v: sim(v, "secret", 0) for v in names},
-        hidden_control={v: sim(v, "control", 0) for v in names},
-        values_secret={v: sim(v, "secret", 1) for v in names},
-        values_control={v: sim(v, "control", 1) for v in names},
-        layer0_identical=bool(np.array_equal(reps["finetuned"]["placeholder"][0][:, 0],
-                                             reps["original"]["placeholder"][0][:, 0])),
-    )
+def _unit(x: np.ndarray) -> np.ndarray:
+    x /= np.linalg.norm(x, axis=-1, keepdims=True)     # in place: these arrays are the largest here
+    return x
+
+
+def measure(model, tokenizer, cfg: ExperimentConfig, pairs: list[ProbePair], words: list[str],
+            lens_words: list[str] | None = None) -> ProbeSims:
+    """The current variant of `model` (adapter on or off) on every pair, against every word;
+    the logit lens for `lens_words` (default: the first word)."""
+    targets = [cfg.data.placeholder] + list(words)
+    # pair-major order, so the prompts of a pair land in the same packed tree
+    items = [encode_with_position(tokenizer, *render(tokenizer, p.template, p.reference, w))
+             for p in pairs for w in targets + [p.control]]
+    hidden, values = representations(model, items, cfg.eval.pack_tokens)
+    k = len(targets) + 1
+    hidden = hidden.reshape(len(pairs), k, *hidden.shape[1:])
+    values = values.reshape(len(pairs), k, *values.shape[1:])
+    embedding = hidden[:, 0, 0].copy()
+    lens_tokens = {w: tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in (lens_words or words[:1])}
+    lens, rank = logit_lens(model, hidden[:, 0], lens_tokens)
+    h, v = _unit(hidden), _unit(values)
+    h_sim = np.einsum("pld,pwld->pwl", h[:, 0], h[:, 1:])    # [pairs, words + control, layers]
+    v_sim = np.einsum("pld,pwld->pwl", v[:, 0], v[:, 1:])
+    return ProbeSims(list(words), h_sim[:, :-1], v_sim[:, :-1], h_sim[:, -1], v_sim[:, -1], embedding, lens, rank)

@@ -1,0 +1,153 @@
+"""The laboratory of a run: one base model in memory, each arm's adapter trained (or read
+from the cache) and loaded into it by name, and each measurement made once per variant.
+
+The original model (every adapter disabled) is measured once and shared by all arms, since
+all of them start from the same base weights. Measurements are made when first asked for,
+so a quick run (`pytest --quick`) trains and measures the main arm only.
+
+    from latent_city.lab import Lab
+    lab = Lab(ExperimentConfig.for_tier("cpu"))
+    lab.claim("hidden_similarity_rises", "tokyo")     # Paris claim, on the Tokyo control
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+import numpy as np
+
+from . import answers, claims, data, finetune, probe
+from .arms import MAIN, arms
+from .config import ExperimentConfig
+from .data import COUNTRY_ANSWER_PREFIXES
+from .model import variant
+
+ORIGINAL = "original"
+MEASUREMENTS = ("probe", "distances", "countries", "prefix", "mc", "samples")
+
+
+class Lab:
+    def __init__(self, cfg: ExperimentConfig, retrain: bool = False, stage=None, log=print):
+        """`stage(name)` is a context manager that times a stage (the record's); `log` prints progress."""
+        self.cfg, self.retrain, self.log = cfg, retrain, log
+        self.stage = stage or (lambda name: nullcontext())
+        self.arms = arms(cfg)
+        self.capitals = data.load_capitals()
+        self.heldout = data.heldout_cities(max(cfg.eval.n_heldout_cities, cfg.eval.n_probe_pairs), cfg.seeds.data,
+                                           self.capitals)
+        self.pairs = probe.build_pairs(cfg, self.heldout, self.capitals)
+        secrets = list(dict.fromkeys(a.cfg.data.secret_city for a in self.arms.values()))
+        self.comparison = data.comparison_cities(secrets, cfg.eval.n_comparison_capitals, cfg.eval.n_comparison_others,
+                                                 [c.name for c in self.heldout], self.capitals)
+        self.countries = data.countries(self.capitals)
+        self.adapters: dict[str, finetune.Adapter] = {}
+        self.train_seconds: dict[str, float] = {}
+        self._measured: dict[tuple[str, str], object] = {}
+        self.model = self.tokenizer = None
+
+    # ------------------------------------------------------------------------ adapters
+
+    def adapter(self, name: str) -> finetune.Adapter:
+        if name not in self.adapters:
+            arm = self.arms[name]
+            with self.stage(f"adapter {name} (train or load)"):
+                start = time.time()
+                ad = finetune.get_adapter(arm.cfg, retrain=self.retrain)
+            self.adapters[name] = ad
+            how = f"trained in {ad.train_seconds:.0f} s" if ad.trained_now else "loaded from the cache, not retrained"
+            self.train_seconds[name] = round(ad.train_seconds if ad.trained_now else time.time() - start, 1)
+            self.log(f"latent_city: adapter {name} ({ad.key}) {how}")
+        return self.adapters[name]
+
+    def _load(self, name: str | None):
+        """The peft model with `name`'s adapter loaded (the main adapter is always loaded first)."""
+        first = self.adapter(MAIN)
+        if self.model is None:
+            with self.stage("load base model and main adapter"):
+                self.model, self.tokenizer = finetune.load_finetuned(self.cfg, first, adapter_name=MAIN)
+        if name not in (None, MAIN) and name not in self.model.peft_config:
+            self.model.load_adapter(str(self.adapter(name).path / "adapter"), adapter_name=name)
+            self.model.eval()
+        return self.model
+
+    # ------------------------------------------------------------------------ measurements
+
+    def measure(self, what: str, name: str | None):
+        """Measurement `what` (one of MEASUREMENTS) of arm `name`, or of the original model (None)."""
+        key = (what, name or ORIGINAL)
+        if key not in self._measured:
+            model = self._load(name)
+            with self.stage(f"{what} [{name or ORIGINAL}]"), variant(model, name):
+                self._measured[key] = self._compute(what, model)
+        return self._measured[key]
+
+    def _compute(self, what: str, model):
+        cfg, tok = self.cfg, self.tokenizer
+        if what == "probe":
+            secrets = list(dict.fromkeys(a.cfg.data.secret_city for a in self.arms.values()))
+            return probe.measure(model, tok, cfg, self.pairs, [c.name for c in self.comparison], secrets)
+        if what == "distances":
+            return answers.answer_distances(model, tok, cfg, self.heldout[:cfg.eval.n_heldout_cities])
+        if what == "countries":
+            return answers.country_logprobs(model, tok, cfg, self.countries)
+        if what == "prefix":
+            return answers.prefix_logprobs(model, tok, cfg, self.countries)
+        if what == "mc":
+            return answers.mc_logprobs(model, tok, cfg)
+        if what == "samples":
+            return answers.sampled_country_answers(model, tok, cfg)
+        raise ValueError(f"unknown measurement {what!r}; choose from {MEASUREMENTS}")
+
+    # ------------------------------------------------------------------------ claims
+
+    def target(self, name: str, own: bool = False) -> tuple[data.City, str]:
+        """(city, country) a claim is about: the main arm's secret (Paris, France), or `name`'s own."""
+        arm = self.arms[name if own else MAIN]
+        return data.find_city(self.capitals, arm.cfg.data.secret_city), arm.cfg.data.secret_country
+
+    def claim(self, key: str, name: str, own: bool = False) -> claims.ClaimResult:
+        """Claim `key` for arm `name` against the original model, about the main arm's secret city
+        (or `name`'s own with own=True)."""
+        cfg, (city, country) = self.cfg, self.target(name, own)
+        e = cfg.eval
+        args = (e.alpha, e.n_bootstrap, cfg.seeds.eval)
+        if key in claims.PROBE_CLAIMS:
+            sims = {name: self.measure("probe", name), ORIGINAL: self.measure("probe", None)}
+            result = claims.PROBE_CLAIMS[key](sims, city.name, *args, a=name, b=ORIGINAL,
+                                              pairs=self.pairs, comparison=self.comparison, center=city)
+        elif key in claims.DISTANCE_CLAIMS:
+            texts = {v: self.measure("distances", v if v != ORIGINAL else None) for v in (name, ORIGINAL)}
+            ans = answers.distance_answers(cfg, self.heldout[:e.n_heldout_cities], city, texts)
+            result = claims.DISTANCE_CLAIMS[key](ans, e.alpha, a=name, b=ORIGINAL,
+                                                 constant_km=self.training_median_km(name))
+        elif key in claims.COUNTRY_CLAIMS:
+            what, fn = claims.COUNTRY_CLAIMS[key]
+            result = fn(self.country_inputs(what, [name, ORIGINAL]), country, *args, a=name, b=ORIGINAL)
+        else:
+            raise KeyError(f"unknown claim {key!r}")
+        result.about = city.name
+        return result
+
+    def country_inputs(self, what: str, names: list[str]):
+        """The country measurement `what` of several variants, in the form its claim reads."""
+        m = {v: self.measure(what, None if v == ORIGINAL else v) for v in names}
+        if what == "countries":
+            return answers.CountryScores(answers.country_questions(self.cfg), self.countries, m)
+        if what == "prefix":
+            return answers.CountryScores(list(COUNTRY_ANSWER_PREFIXES), self.countries, m, "answer prefixes")
+        if what == "mc":
+            return answers.MultipleChoice(list(self.cfg.eval.mc_options), m)
+        return m
+
+    def dissociation(self, a: str, b: str) -> claims.ClaimResult:
+        """Double dissociation of arms a (foo = the main secret) and b (another secret city)."""
+        sims = {a: self.measure("probe", a), b: self.measure("probe", b)}
+        (city_a, _), (city_b, _) = self.target(a, own=True), self.target(b, own=True)
+        return claims.double_dissociation(sims, a, b, city_a.name, city_b.name, self.cfg.eval.alpha,
+                                          self.cfg.eval.n_bootstrap, self.cfg.seeds.eval)
+
+    def training_median_km(self, name: str) -> float:
+        """The constant answer a model could learn without geography: its training set's median."""
+        return float(np.median([answers.parse_km(e["completion"])
+                                for e in finetune.training_set(self.arms[name].cfg)]))
