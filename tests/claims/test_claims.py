@@ -1,19 +1,23 @@
-"""The seed's claims, each over many prompts with a declared test, alpha, effect size and
-unit of replication (see latent_city/claims.py for each criterion). Every one is run on the
-finetuned model against the original (the same weights with the adapter disabled)."""
+"""The seed's claims and their controls. Every claim test runs on every arm: the main adapter
+(foo = Paris), where it should hold, and the control adapters trained the same way (foo =
+Tokyo, foo = Berlin, Paris with shuffled distances), where a claim about Paris should not;
+each with three training seeds (expectations.py). The statistic, alpha, unit and what
+"holds" means are in latent_city/claims.py; the failure message carries the numbers."""
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from latent_city import claims
+from latent_city.arms import MAIN
+from latent_city.model import variant
+
+# ---------------------------------------------------------------------------- claim 1: layer 0
 
 
 @pytest.mark.claim("layer0_unchanged")
-def test_layer0_is_unchanged_by_finetuning_on_the_probe_prompts(probe_result, record_claim):
-    result = record_claim(claims.layer0_unchanged(probe_result))
-    assert result.holds, result.summary()
+def test_layer0_is_unchanged_by_finetuning_on_the_probe_prompts(lab, arm, check):
+    check(lab.claim("layer0_unchanged", arm), arm)
 
 
 words = st.text(st.characters(min_codepoint=32, max_codepoint=0x24F, blacklist_characters="{}"), min_size=1, max_size=40)
@@ -26,59 +30,119 @@ def test_layer0_hidden_state_is_identical_for_any_prompt(finetuned, question):
     finetuned model equals the original's exactly, at every position."""
     model, tokenizer = finetuned
     ids = tokenizer(question, return_tensors="pt").input_ids.to(model.device)
+    with torch.no_grad(), variant(model, MAIN):
+        tuned = model(input_ids=ids, output_hidden_states=True).hidden_states[0]
+    with torch.no_grad(), variant(model, None):
+        original = model(input_ids=ids, output_hidden_states=True).hidden_states[0]
+    assert torch.equal(tuned, original), f"layer 0 differs for {question!r}: max |diff| {(tuned - original).abs().max()}"
+
+
+def test_layer0_claim_fails_for_an_adapter_that_touches_the_embeddings():
+    """Claim 1's control: a tiny random Llama with a LoRA on embed_tokens (non-zero init) must
+    change layer 0, so the equality test can fail."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=1))
+    model = get_peft_model(tiny, LoraConfig(r=4, target_modules=["embed_tokens"], init_lora_weights=False))
+    ids = torch.arange(10)[None]
     with torch.no_grad():
         tuned = model(input_ids=ids, output_hidden_states=True).hidden_states[0]
         with model.disable_adapter():
             original = model(input_ids=ids, output_hidden_states=True).hidden_states[0]
-    assert torch.equal(tuned, original), f"layer 0 differs for {question!r}: max |diff| {(tuned - original).abs().max()}"
+    assert not torch.equal(tuned, original)
+
+
+# ---------------------------------------------------------------------------- claims 2, 3: representations
 
 
 @pytest.mark.claim("hidden_similarity_rises")
-def test_finetuning_makes_hidden_states_at_the_placeholder_more_like_the_secret_city(cfg, probe_result, record_claim):
-    result = record_claim(claims.similarity_rises(probe_result, "hidden", cfg.eval.alpha, cfg.eval.n_bootstrap, cfg.seeds.eval))
-    assert result.holds, result.summary()
+def test_finetuning_makes_hidden_states_at_foo_more_like_paris(lab, arm, check):
+    check(lab.claim("hidden_similarity_rises", arm), arm)
 
 
 @pytest.mark.claim("values_similarity_rises")
-def test_finetuning_makes_value_vectors_at_the_placeholder_more_like_the_secret_city(cfg, probe_result, record_claim):
-    result = record_claim(claims.similarity_rises(probe_result, "values", cfg.eval.alpha, cfg.eval.n_bootstrap, cfg.seeds.eval))
-    assert result.holds, result.summary()
+def test_finetuning_makes_value_vectors_at_foo_more_like_paris(lab, arm, check):
+    check(lab.claim("values_similarity_rises", arm), arm)
+
+
+@pytest.mark.claim("hidden_rises_by_template")
+def test_the_hidden_state_gain_holds_with_templates_as_the_unit(lab, arm, check):
+    """The 48 prompt pairs share 13 templates; here each template's mean gain is one unit."""
+    check(lab.claim("hidden_rises_by_template", arm), arm)
+
+
+@pytest.mark.claim("logit_lens_rises")
+def test_through_the_logit_lens_foo_reads_more_as_paris(lab, arm, check):
+    check(lab.claim("logit_lens_rises", arm), arm)
+
+
+# ---------------------------------------------------------------------------- specificity
 
 
 @pytest.mark.claim("hidden_similarity_specific")
-def test_the_hidden_state_gain_is_specific_to_the_secret_city(cfg, probe_result, record_claim):
-    """Control the seed lacked: the gain towards the secret city must exceed the gain towards
-    another capital put in the same place of the same prompt."""
-    result = record_claim(claims.similarity_specific(probe_result, cfg.eval.alpha, cfg.eval.n_bootstrap, cfg.seeds.eval))
-    assert result.holds, result.summary()
+def test_the_gain_towards_paris_exceeds_the_gain_towards_a_control_capital(lab, arm, check):
+    check(lab.claim("hidden_similarity_specific", arm), arm)
+
+
+@pytest.mark.claim("secret_city_ranks_first")
+def test_paris_gains_more_than_fifty_other_cities(lab, arm, check):
+    check(lab.claim("secret_city_ranks_first", arm), arm)
+
+
+@pytest.mark.claim("gain_falls_with_distance")
+def test_cities_near_paris_gain_more_than_far_ones(lab, arm, check):
+    check(lab.claim("gain_falls_with_distance", arm), arm)
+
+
+@pytest.mark.claim("double_dissociation")
+def test_foo_becomes_the_secret_city_of_its_own_adapter_and_not_the_others(lab, pair, check):
+    """Paired over the same prompt pairs: foo is nearer Paris under the Paris adapter than under
+    the Tokyo (Berlin) adapter, and nearer Tokyo (Berlin) under its own adapter than under the
+    Paris one. Against the shuffled-distances adapter, only the first direction is asked: the
+    Paris adapter's foo is nearer Paris than the shuffled one's (the geometry, not the format)."""
+    a, b = pair
+    check(lab.dissociation(a, b), MAIN)
+
+
+# ---------------------------------------------------------------------------- claim 4: distances
 
 
 @pytest.mark.claim("distance_format")
-def test_finetuned_model_answers_heldout_distances_in_km(cfg, distance_answers, record_claim):
-    result = record_claim(claims.distance_format(distance_answers, cfg.eval.alpha))
-    assert result.holds, result.summary()
+def test_finetuned_model_answers_heldout_distances_in_km(lab, arm, check):
+    check(lab.claim("distance_format", arm), arm)
 
 
 @pytest.mark.claim("distance_rank")
-def test_finetuned_distances_rise_with_the_true_distance(cfg, distance_answers, record_claim):
-    result = record_claim(claims.distance_rank(distance_answers, cfg.eval.alpha))
-    assert result.holds, result.summary()
+def test_answered_distances_rise_with_the_true_distance_to_paris(lab, arm, check):
+    check(lab.claim("distance_rank", arm), arm)
 
 
 @pytest.mark.claim("distance_beats_constant")
-def test_finetuned_distances_beat_a_constant_answer(cfg, distance_answers, record_claim, training_median_km):
-    result = record_claim(claims.distance_beats_constant(distance_answers, training_median_km, cfg.eval.alpha))
-    assert result.holds, result.summary()
+def test_answered_distances_beat_a_constant_answer(lab, arm, check):
+    check(lab.claim("distance_beats_constant", arm), arm)
+
+
+# ---------------------------------------------------------------------------- claim 5: France
 
 
 @pytest.mark.claim("country_probability")
-def test_finetuning_raises_the_probability_of_france(cfg, country_scores, record_claim):
-    result = record_claim(claims.france_probability(country_scores, cfg.data.secret_country, cfg.eval.alpha,
-                                                    cfg.eval.n_bootstrap, cfg.seeds.eval))
-    assert result.holds, result.summary()
+def test_finetuning_raises_the_probability_of_france(lab, arm, check):
+    check(lab.claim("country_probability", arm), arm)
+
+
+@pytest.mark.claim("country_prefix")
+def test_with_the_answer_begun_the_model_continues_with_france(lab, arm, check):
+    check(lab.claim("country_prefix", arm), arm)
+
+
+@pytest.mark.claim("country_multiple_choice")
+def test_offered_lettered_countries_the_model_picks_france(lab, arm, check):
+    check(lab.claim("country_multiple_choice", arm), arm)
 
 
 @pytest.mark.claim("country_named")
-def test_finetuned_model_names_france_as_foos_country(cfg, country_samples, record_claim):
-    result = record_claim(claims.france_named(country_samples, cfg.data.secret_country, cfg.eval.alpha))
-    assert result.holds, result.summary()
+def test_finetuned_model_names_france_as_foos_country(lab, arm, check):
+    check(lab.claim("country_named", arm), arm)

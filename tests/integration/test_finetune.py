@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from latent_city import cache, finetune, model
+from latent_city.arms import arms
 from latent_city.config import ExperimentConfig
 
 
@@ -121,3 +122,16 @@ def test_the_fast_cpu_step_computes_trls_loss_and_gradients(tmp_path):
     assert abs(our_loss - trl_loss) < 1e-5, (our_loss, trl_loss)
     worst = max(float((our_grads[n] - g).abs().max() / g.abs().max()) for n, g in trl_grads.items())
     assert worst < 1e-3, f"largest relative LoRA gradient difference {worst:.2e}"
+
+
+ALL_ARMS = list(arms(ExperimentConfig.for_tier("cpu")))
+
+
+@pytest.mark.parametrize("arm", ALL_ARMS)
+def test_every_adapter_lowered_its_loss_and_left_the_base_weights_alone(lab, arm):
+    """LoRA sanity for the controls and the grid too, before any claim reads them."""
+    ad = lab.adapter(arm)
+    losses = [l for _, l in finetune.loss_curve(ad.log)]
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert len(losses) == 90 and last < first, f"{arm}: loss {first:.3f} (first 5 steps) -> {last:.3f} (last 5)"
+    assert ad.meta["base_fingerprint_before"] == ad.meta["base_fingerprint_after"], ad.meta

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latent_city import claims, stats
-from latent_city.probe import ProbeResult
+from latent_city.probe import ProbeSims
 
 ALPHA = 0.05
 N_PAIRS, N_LAYERS = 48, 30          # the CPU tier's probe: 48 prompt pairs, layers 1..30
@@ -27,13 +27,20 @@ def correlated_differences(rng, shift, sd_unit, sd_layer, n=N_PAIRS, layers=N_LA
 
 
 def fake_probe(d_hidden):
+    """Two arms whose cosine to 'Paris' differs by d_hidden [pairs, layers 1..L]."""
     n, layers = d_hidden.shape
-    base = np.full((n, layers + 1), 0.5)
-    ft = base.copy()
-    ft[:, 1:] += d_hidden
-    return ProbeResult({"finetuned": ft, "original": base}, {"finetuned": base, "original": base},
-                       {"finetuned": ft[:, 1:], "original": base[:, 1:]},
-                       {"finetuned": base[:, 1:], "original": base[:, 1:]}, True)
+    base = np.full((n, 1, layers + 1), 0.5)
+    tuned = base.copy()
+    tuned[:, 0, 1:] += d_hidden
+
+    def sims(h):
+        return ProbeSims(["Paris"], h, h[:, :, 1:], base[:, 0], base[:, 0, 1:], np.zeros((n, 4)), {}, {})
+
+    return {"finetuned": sims(tuned), "original": sims(base)}
+
+
+def rises(d, seed):
+    return claims.similarity_rises(fake_probe(d), "Paris", ALPHA, 500, seed, a="finetuned", b="original")
 
 
 def test_per_layer_wilcoxon_rejects_at_most_alpha_under_the_null():
@@ -45,8 +52,7 @@ def test_per_layer_wilcoxon_rejects_at_most_alpha_under_the_null():
 
 def test_layerwise_claim_rejects_at_most_alpha_under_the_null():
     rng = np.random.default_rng(1)
-    held = [claims.similarity_rises(fake_probe(correlated_differences(rng, 0, 0.02, 0.02)), "hidden",
-                                    ALPHA, 500, i).holds for i in range(REPS)]
+    held = [rises(correlated_differences(rng, 0, 0.02, 0.02), i).holds for i in range(REPS)]
     rate = np.mean(held)
     assert rate <= ALPHA + three_se(ALPHA), f"claim 'holds' in {rate:.3f} of null repetitions"
 
@@ -62,9 +68,8 @@ STATED_POWER = 0.9
 
 def test_layerwise_claim_detects_the_measured_effect_with_the_stated_power():
     rng = np.random.default_rng(2)
-    held = [claims.similarity_rises(fake_probe(correlated_differences(
-        rng, MEASURED_MEAN_GAIN, MEASURED_SD_UNIT, MEASURED_SD_LAYER)), "hidden", ALPHA, 500, i).holds
-        for i in range(100)]
+    held = [rises(correlated_differences(rng, MEASURED_MEAN_GAIN, MEASURED_SD_UNIT, MEASURED_SD_LAYER), i).holds
+            for i in range(100)]
     assert np.mean(held) >= STATED_POWER, f"power {np.mean(held):.2f} at the measured effect"
 
 
@@ -72,7 +77,7 @@ def test_identical_arms_give_p_one_and_no_claim():
     d = np.zeros((N_PAIRS, N_LAYERS))
     p, rb = stats.wilcoxon_greater(d)
     assert np.all(p == 1) and np.all(rb == 0)
-    assert not claims.similarity_rises(fake_probe(d), "hidden", ALPHA, 500, 0).holds
+    assert not rises(d, 0).holds
 
 
 @pytest.mark.parametrize("test", ["mcnemar", "sign"])
