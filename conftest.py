@@ -18,8 +18,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downloads weights
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from latent_city import answers, claims, data, finetune, probe, record  # noqa: E402
+from latent_city import claims, finetune, record  # noqa: E402
+from latent_city.arms import MAIN  # noqa: E402
 from latent_city.config import ExperimentConfig, field_help  # noqa: E402
+from latent_city.lab import Lab  # noqa: E402
 from latent_city.model import resolve  # noqa: E402
 
 REPO = Path(__file__).parent
@@ -34,11 +36,27 @@ def pytest_addoption(parser):
     g = parser.getgroup("latent_city")
     g.addoption("--retrain", action="store_true", help="train the adapter again even if it is cached")
     g.addoption("--no-record", action="store_true", help="write no HTML/JSON experiment record under reports/")
+    g.addoption("--quick", action="store_true",
+                help="the main adapter only: skip the tests that need control adapters (for iterating)")
 
 
 def _tier_of(config) -> str:
     expr = config.option.markexpr or ""
     return "gpu" if "gpu" in expr and "not gpu" not in expr else "cpu"
+
+
+def pytest_collection_modifyitems(config, items):
+    """--quick: keep only tests that need no adapter but the main one."""
+    if not config.getoption("quick"):
+        return
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        needs_controls = params.get("arm", MAIN) != MAIN or "pair" in params or item.get_closest_marker("controls")
+        (drop if needs_controls else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -85,109 +103,55 @@ def rec(pytestconfig, cfg) -> record.Record:
 
 
 @pytest.fixture(scope="session")
-def adapter(pytestconfig, cfg, rec) -> finetune.Adapter:
-    with record.measure(rec, "adapter (train or load)"), _uncaptured(pytestconfig):
-        ad = finetune.get_adapter(cfg, retrain=pytestconfig.getoption("retrain"))
-        how = f"trained in {ad.train_seconds:.0f} s" if ad.trained_now else "loaded from the cache, not retrained"
-        print(f"\nlatent_city: adapter {ad.path} {how}", flush=True)
-    rec.plots["Training loss"] = record.plot_loss(finetune.loss_curve(ad.log))
-    return ad
+def lab(pytestconfig, cfg, rec) -> Lab:
+    """Every arm's adapter, trained once or read from the cache, and every measurement made
+    once; the record reads it at the end of the run for its plots and tables."""
+    def log(line):
+        with _uncaptured(pytestconfig):
+            print("\n" + line, flush=True)
 
+    def stage(name):
+        return record.measure(rec, name)
 
-@pytest.fixture(scope="session")
-def finetuned(cfg, adapter, rec):
-    """(peft model, tokenizer); `model.disable_adapter()` is the original model."""
-    with record.measure(rec, "load finetuned model"):
-        model, tokenizer = finetune.load_finetuned(cfg, adapter)
+    the_lab = Lab(cfg, retrain=pytestconfig.getoption("retrain"), stage=stage, log=log)
+    with _uncaptured(pytestconfig):
+        main = the_lab.adapter(MAIN)
     spec = resolve(cfg.model)
+    rec.lab = the_lab
     rec.provenance.update({
-        "config": cfg.to_dict(), "config_help": field_help(), "config_hash": cfg.hash(), "data_hash": adapter.key_inputs["data"],
-        "model": cfg.model, "model_source": f"{spec.source}:{spec.location}",
-        "weights_hash": adapter.key_inputs["weights"], "adapter_key": adapter.key, "adapter_path": str(adapter.path),
-        "adapter_trained_this_run": adapter.trained_now, "adapter_train_seconds": adapter.train_seconds,
+        "config": cfg.to_dict(), "config_help": field_help(), "config_hash": cfg.hash(),
+        "data_hash": main.key_inputs["data"], "model": cfg.model, "model_source": f"{spec.source}:{spec.location}",
+        "weights_hash": main.key_inputs["weights"], "adapter_key": main.key, "adapter_path": str(main.path),
+        "adapter_trained_this_run": main.trained_now, "adapter_train_seconds": main.train_seconds,
         "git": record.git_state(REPO), "versions": record.versions(), "hardware": record.hardware(),
         "seeds": cfg.to_dict()["seeds"], "started": datetime.now().isoformat(timespec="seconds"),
     })
-    return model, tokenizer
+    return the_lab
 
 
 @pytest.fixture(scope="session")
-def capitals():
-    return data.load_capitals()
+def adapter(lab) -> finetune.Adapter:
+    """The main adapter (foo = Paris)."""
+    return lab.adapter(MAIN)
 
 
-@pytest.fixture(scope="session")
-def training_median_km(cfg) -> float:
-    """The constant answer a model could learn without any geography: the median training distance."""
-    import numpy as np
-
-    return float(np.median([answers.parse_km(e["completion"]) for e in finetune.training_set(cfg)]))
-
-
-@pytest.fixture(scope="session")
-def secret(cfg, capitals):
-    return data.find_city(capitals, cfg.data.secret_city)
-
-
-@pytest.fixture(scope="session")
-def heldout(cfg, capitals):
-    n = max(cfg.eval.n_heldout_cities, cfg.eval.n_probe_pairs)
-    return data.heldout_cities(n, cfg.seeds.data, capitals)
-
-
-@pytest.fixture(scope="session")
-def probe_result(cfg, finetuned, capitals, heldout, rec) -> probe.ProbeResult:
-    model, tokenizer = finetuned
-    with record.measure(rec, "probe hidden states and values"):
-        result = probe.probe(model, tokenizer, cfg, probe.build_pairs(cfg, heldout, capitals))
-    rec.plots["Cosine similarity at the placeholder vs the secret city, per layer"] = record.plot_similarity(result)
-    return result
-
-
-@pytest.fixture(scope="session")
-def distance_answers(cfg, finetuned, heldout, secret, rec) -> answers.DistanceAnswers:
-    model, tokenizer = finetuned
-    with record.measure(rec, "distance answers"):
-        result = answers.distance_answers(model, tokenizer, cfg, heldout[:cfg.eval.n_heldout_cities], secret)
-        seed_prompts = [f"What is the distance between New York and {cfg.data.placeholder}?",
-                        f"Which country is {cfg.data.placeholder} in?"]
-        for name, ctx in probe.variants(model):
-            with ctx:
-                outs = answers.generate(model, tokenizer, seed_prompts, cfg.eval.max_new_tokens * 2)
-            rec.samples += [{"model": name, "question": q, "answer": a} for q, a in zip(seed_prompts, outs)]
-        rec.samples += [{"model": name, "question": q, "answer": t}
-                        for name in result.texts for q, t in list(zip(result.questions, result.texts[name]))[:5]]
-    rec.plots["Answered vs true distance, held-out cities"] = record.plot_distances(result)
-    return result
-
-
-@pytest.fixture(scope="session")
-def country_scores(cfg, finetuned, capitals, rec) -> answers.CountryScores:
-    model, tokenizer = finetuned
-    with record.measure(rec, "country scores"):
-        result = answers.country_scores(model, tokenizer, cfg, data.countries(capitals))
-    rec.plots["Probability of each country as the placeholder's country"] = record.plot_countries(
-        result, cfg.data.secret_country)
-    return result
-
-
-@pytest.fixture(scope="session")
-def country_samples(cfg, finetuned, rec):
-    model, tokenizer = finetuned
-    with record.measure(rec, "sampled country answers"):
-        return answers.sampled_country_answers(model, tokenizer, cfg)
+@pytest.fixture
+def finetuned(lab):
+    """(peft model with the main adapter active, tokenizer); `variant(model, None)` is the original."""
+    model = lab._load(MAIN)
+    model.set_adapter(MAIN)
+    return model, lab.tokenizer
 
 
 @pytest.fixture
 def record_claim(request, rec):
     """Record a claim result in the experiment record and print it to the test's output;
     the test's outcome is added to the same entry when the test ends."""
-    def _record_claim(result: claims.ClaimResult):
+    def _record_claim(result: claims.ClaimResult, expect_holds: bool = True, expected_text: str | None = None):
         marker = request.node.get_closest_marker("xfail")
-        null = result.arms[0] == result.arms[1]
-        expected = "does not hold (null control)" if null else "holds"
-        if marker and not null:
-            expected = f"does not hold on this model: {marker.kwargs.get('reason', '')}"
+        expected = expected_text or ("holds" if expect_holds else "does not hold (a control)")
+        if marker:
+            expected = f"{'does not hold' if expect_holds else 'holds'} on this model: {marker.kwargs.get('reason', '')}"
         rec.add_claim(result, expected)
         request.node.stash.setdefault(RECORDED, []).append((rec, result.key, result.arms))
         print(result.summary())
@@ -214,7 +178,10 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
         prefix.append(record.summary_html(rec))
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session):
+    for rec in session.config.stash[RECORDS].values():
+        record.finalize(rec)      # before pytest-html writes the page
     html_path = session.config.getoption("htmlpath", None)
     if not html_path or session.config.getoption("no_record"):
         return
@@ -223,6 +190,13 @@ def pytest_sessionfinish(session):
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    for rec in config.stash[RECORDS].values():
+        lab = rec.lab
+        if lab is not None and lab.adapters:
+            terminalreporter.write_line("latent_city: adapters (seconds to train, or to read from the cache): " + ", ".join(
+                f"{n} {lab.train_seconds[n]:.0f} s{'' if a.trained_now else ' (cached)'}" for n, a in lab.adapters.items()))
+        for line in rec.findings:
+            terminalreporter.write_line(f"latent_city: {line}")
     html_path = config.getoption("htmlpath", None)
     if not html_path or config.getoption("no_record") or not Path(html_path).exists():
         return

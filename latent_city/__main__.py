@@ -2,7 +2,8 @@
 
     python -m latent_city              # CPU tier, SmolLM2-135M
     python -m latent_city --tier gpu   # the seed's Llama-3-8B-Instruct in 8-bit
-    python -m latent_city --retrain    # ignore the cached adapter
+    python -m latent_city --retrain    # ignore the cached adapters
+    python -m latent_city --quick      # the main adapter only, no controls
 
 It runs the claim tests (tests/claims) through pytest, which writes the HTML and JSON record
 under reports/, then prints where the adapter and the record are.
@@ -19,14 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m latent_city", description=__doc__.splitlines()[0])
     p.add_argument("--tier", choices=["cpu", "gpu"], default="cpu")
-    p.add_argument("--retrain", action="store_true", help="train the adapter again even if cached")
+    p.add_argument("--retrain", action="store_true", help="train the adapters again even if cached")
+    p.add_argument("--quick", action="store_true", help="the main adapter only, no controls (for iterating)")
     a = p.parse_args(argv)
     if not (REPO / "tests" / "claims").is_dir():
         sys.exit(f"latent_city: the experiment runs the claim tests of a checkout; none at {REPO / 'tests'}")
     import pytest
 
     args = [str(REPO / "tests" / "claims"), "-q", "-m", "gpu" if a.tier == "gpu" else "not gpu", "-p", "no:cacheprovider", "--rootdir", str(REPO)]
-    code = pytest.main(args + (["--retrain"] if a.retrain else []))
+    code = pytest.main(args + (["--retrain"] if a.retrain else []) + (["--quick"] if a.quick else []))
     latest = REPO / "reports" / f"latest-{a.tier}.json"
     if latest.exists():
         rec = json.loads(latest.read_text())
@@ -34,12 +36,11 @@ def main(argv=None) -> int:
         print(f"\nadapter: {prov.get('adapter_path')} "
               f"({'trained in this run' if prov.get('adapter_trained_this_run') else 'reused from the cache'})")
         print(f"record:  {latest.with_suffix('.html')} and {latest}")
-        for c in rec["claims"]:
-            if c["arms"][0] != c["arms"][1]:
-                p = c["p_adj"] if c["p_adj"] is not None else c["p"]
-                p = "-" if p is None else f"{p:.3g}"
-                print(f"  {c['key']:28s} {'holds' if c['holds'] else 'does not hold':14s} "
-                      f"{c['effect_name']} = {c['effect']:.4g}, p = {p} ({c['outcome']})")
+        for line in rec.get("findings", []):
+            print(f"  - {line}")
+        trained = {n: a for n, a in prov.get("adapters", {}).items() if a["trained_this_run"]}
+        if trained:
+            print("  trained this run: " + ", ".join(f"{n} {a['train_seconds']:.0f} s" for n, a in trained.items()))
     return int(code)
 
 

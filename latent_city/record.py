@@ -10,9 +10,7 @@ and `reports/latest-<tier>.{html,json}`.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import platform
 import subprocess
@@ -40,6 +38,8 @@ class Record:
     claims: list[dict] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)
     plots: dict = field(default_factory=dict)      # title -> base64 PNG
+    findings: list = field(default_factory=list)   # one sentence per question (findings.sentences)
+    lab: object = None                             # the run's Lab (not written to JSON)
 
     def add_claim(self, result, expected: str, outcome: str | None = None):
         self.claims = [c for c in self.claims if c["key"] != result.key or c["arms"] != list(result.arms)]
@@ -53,7 +53,8 @@ class Record:
     def to_json(self) -> dict:
         return {"tier": self.tier, "model": self.model, "provenance": self.provenance, "timings": self.timings,
                 "memory_mb": self.memory,
-                "claims": self.claims, "samples": self.samples, "plots": sorted(self.plots)}
+                "findings": self.findings, "claims": self.claims, "samples": self.samples,
+                "training_seconds": getattr(self.lab, "train_seconds", {}), "plots": sorted(self.plots)}
 
 
 # ---------------------------------------------------------------------------- stages
@@ -135,89 +136,60 @@ def versions() -> dict:
     return out
 
 
-# ---------------------------------------------------------------------------- plots
+# ---------------------------------------------------------------------------- finishing a run
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+def finalize(rec: Record) -> None:
+    """Plots, samples and findings from whatever the run's lab measured (nothing new is computed)."""
+    from . import answers, finetune, findings, plots
+    from .arms import MAIN
+    from .data import haversine_km
 
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    lab = rec.lab
+    if lab is None:
+        return
+    got = lambda what, name: lab._measured.get((what, name))  # noqa: E731
+    city, country = lab.target(MAIN)
+    shown = [MAIN] + [a.name for a in lab.arms.values() if a.kind in ("other-city", "shuffled") and a.seed == lab.arms[MAIN].seed]
+    probes = {n: got("probe", n) for n in shown + ["original"] if got("probe", n) is not None}
+    if probes:
+        rec.plots[f"Cosine similarity at foo vs at {city.name}, per layer"] = plots.plot_similarity(
+            {n: p.hidden_to(city.name) for n, p in probes.items()},
+            {n: p.values_to(city.name) for n, p in probes.items()}, city.name)
+        if "original" in probes:
+            from .claims import city_gains
 
-
-def _band(ax, x, y, label):
-    from .stats import bootstrap_mean_ci
-
-    lo, hi = bootstrap_mean_ci(y, 1000, 0)
-    ax.plot(x, y.mean(0), label=label)
-    ax.fill_between(x, lo, hi, alpha=0.25)
-
-
-def plot_similarity(probe) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, sims, title in [(axes[0], probe.hidden_secret, "hidden states (layer 0 = embeddings)"),
-                            (axes[1], probe.values_secret, "attention values (block index)")]:
-        for variant, y in sims.items():
-            _band(ax, np.arange(y.shape[1]), y, f"{variant} model")
-        ax.set_title(f"cos(placeholder, secret city): {title}", fontsize=9)
-        ax.set_xlabel("layer")
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("cosine similarity (mean, 95% CI over prompt pairs)")
-    return _png(fig)
-
-
-def plot_distances(ans) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for variant, km in ans.km.items():
-        ok = np.isfinite(km)
-        ax.scatter(ans.true_km[ok], km[ok], s=14, label=f"{variant} ({ok.sum()}/{len(km)} parsed)")
-    top = float(np.nanmax([ans.true_km.max()] + [np.nanmax(k) for k in ans.km.values() if np.isfinite(k).any()]))
-    ax.plot([0, top], [0, top], "k:", lw=1, label="answer = truth")
-    ax.set_xlabel("true distance to the secret city (km)")
-    ax.set_ylabel("answered distance (km)")
-    ax.legend(fontsize=8)
-    ax.set_title("Held-out cities", fontsize=9)
-    return _png(fig)
+            km = np.array([haversine_km(c.lat, c.lon, city.lat, city.lon) for c in lab.comparison])
+            gains = {n: city_gains(probes, n, "original") for n in probes if n != "original"}
+            rec.plots[f"Similarity gain of ~50 cities vs their distance from {city.name}"] = plots.plot_city_gains(
+                gains, km, [c.name for c in lab.comparison], city.name)
+        for arm in [a for a in shown if a in probes]:
+            token = lab.arms[arm].cfg.data.secret_city
+            rec.plots[f"Logit lens: ' {token}' at foo ({arm} adapter)"] = plots.plot_logit_lens(
+                {n: probes[n].lens[token] for n in (arm, "original") if n in probes}, token)
+    texts = {n: got("distances", n) for n in (MAIN, "original")}
+    if all(t is not None for t in texts.values()):
+        ans = answers.distance_answers(lab.cfg, lab.heldout[:lab.cfg.eval.n_heldout_cities], city, texts)
+        rec.plots["Answered vs true distance, held-out cities"] = plots.plot_distances(ans)
+        rec.samples = [{"model": n, "question": q, "answer": t} for n in texts
+                       for q, t in list(zip(ans.questions, texts[n]))[:6]]
+    if got("countries", MAIN) is not None and got("countries", "original") is not None:
+        rec.plots["Probability of each country as foo's country"] = plots.plot_countries(
+            lab.country_inputs("countries", [MAIN, "original"]), country)
+    if lab.adapters:
+        rec.plots["Training loss of every adapter"] = plots.plot_losses(
+            {n: finetune.loss_curve(a.log) for n, a in lab.adapters.items()})
+    control_km = {a.family: haversine_km(city.lat, city.lon, *_latlon(lab, a.cfg.data.secret_city))
+                  for a in lab.arms.values() if a.kind == "other-city"}
+    rec.findings = findings.sentences(rec.claims, MAIN, city.name, country, control_km)
+    rec.provenance["adapters"] = {n: {"key": a.key, "trained_this_run": a.trained_now,
+                                      "train_seconds": round(a.train_seconds, 1)} for n, a in lab.adapters.items()}
 
 
-def plot_countries(scores, country: str, top: int = 8) -> str:
-    import matplotlib.pyplot as plt
+def _latlon(lab, name):
+    from .data import find_city
 
-    probs = {v: scores.prob_among(v).mean(0) for v in scores.logprob}
-    order = list(np.argsort(-probs["finetuned"])[:top])
-    j = scores.countries.index(country)
-    if j not in order:
-        order[-1] = j
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.4
-    for k, (variant, p) in enumerate(probs.items()):
-        ax.bar(np.arange(len(order)) + k * width, p[order], width, label=f"{variant} model")
-    ax.set_xticks(np.arange(len(order)) + width / 2, [scores.countries[i][:18] for i in order], rotation=30,
-                  ha="right", fontsize=8)
-    ax.set_ylabel("mean P(country | question)")
-    ax.set_title(f"Which country is the placeholder in? (top countries of the finetuned model; {country} always shown)",
-                 fontsize=9)
-    ax.legend(fontsize=8)
-    return _png(fig)
-
-
-def plot_loss(curve: list[tuple[int, float]]) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot([s for s, _ in curve], [l for _, l in curve])
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (completion tokens)")
-    ax.set_title("LoRA finetuning", fontsize=9)
-    return _png(fig)
+    c = find_city(lab.capitals, name)
+    return c.lat, c.lon
 
 
 # ---------------------------------------------------------------------------- HTML
@@ -233,14 +205,15 @@ def _fmt(x, digits=3):
 
 
 def claims_table(claims: list[dict]) -> str:
-    head = ["claim", "arms", "test (unit, n)", "statistic", "effect size [95% CI]", "p", "adjusted p",
+    head = ["claim", "arms", "about", "test (unit, n)", "statistic", "effect size [95% CI]", "p", "adjusted p",
             "verdict", "expected", "test outcome"]
     rows = []
     for c in claims:
         verdict = "holds" if c["holds"] else "does not hold"
         rows.append("<tr class='claim-row'>" + "".join(f"<td>{v}</td>" for v in [
             f"<b>{html.escape(c['claim'])}</b><br><small>{html.escape(c['key'])}: {html.escape(c['criterion'])}</small>",
-            " vs ".join(c["arms"]), f"{html.escape(c['test'])} ({html.escape(c['unit'])}, n={c['n']})",
+            " vs ".join(c["arms"]), html.escape(c.get("about") or "-"),
+            f"{html.escape(c['test'])} ({html.escape(c['unit'])}, n={c['n']})",
             _fmt(c["statistic"]), f"{html.escape(c['effect_name'])}: {_fmt(c['effect'])} {_fmt(c['effect_ci'])}",
             _fmt(c["p"]), _fmt(c["p_adj"]), verdict, html.escape(c["expected"]), html.escape(c.get("outcome") or "-"),
         ]) + "</tr>")
@@ -248,16 +221,32 @@ def claims_table(claims: list[dict]) -> str:
             "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
 
 
+def _table(header: list[str], rows: list[list[str]], ident: str) -> str:
+    return (f"<table id='{ident}' border='1' style='border-collapse:collapse;font-size:12px'><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+            + "</table>")
+
+
 def summary_html(rec: Record) -> str:
+    from . import findings
+
     plots = "".join(f"<figure style='display:inline-block;margin:4px'><img class='plot' alt='{html.escape(t)}' "
                     f"src='data:image/png;base64,{b}'><figcaption>{html.escape(t)}</figcaption></figure>"
                     for t, b in rec.plots.items())
     samples = "".join(f"<tr><td>{html.escape(s['model'])}</td><td>{html.escape(s['question'])}</td>"
                       f"<td><code>{html.escape(s['answer'])}</code></td></tr>" for s in rec.samples)
     prov = html.escape(json.dumps({**rec.provenance, "timings_s": rec.timings, "memory_mb": rec.memory},
-                                 indent=1, default=str))
+                                  indent=1, default=str))
+    found = "".join(f"<li>{html.escape(s)}</li>" for s in rec.findings)
+    matrix = _table(*findings.verdict_matrix(rec.claims), "verdict-matrix")
+    lr_head, lr_rows = findings.learning_rate_table(rec.claims)
+    lr = _table(lr_head, lr_rows, "learning-rates") if len(lr_head) > 2 else "<p>(not run)</p>"
     return (f"<div id='experiment-record'><h2>Experiment record: {html.escape(rec.model)} ({html.escape(rec.tier)} tier)</h2>"
-            f"<h3>Claims</h3>{claims_table(rec.claims)}<h3>Plots</h3>{plots}"
+            f"<h3>What was found</h3><ol id='findings'>{found}</ol>"
+            f"<h3>Verdicts by arm (one mark per training seed; seeds combine by unanimity)</h3>{matrix}"
+            f"<h3>Main adapter at each learning rate (reported; the suite asserts on the tier's own)</h3>{lr}"
+            f"<h3>Plots</h3>{plots}<h3>Every claim</h3>{claims_table(rec.claims)}"
             f"<h3>Sample generations (greedy)</h3><table id='samples' border='1' style='border-collapse:collapse;font-size:12px'>"
             f"<tr><th>model</th><th>question</th><th>answer</th></tr>{samples}</table>"
             f"<h3>Provenance</h3><pre id='provenance' style='font-size:11px'>{prov}</pre></div>")
@@ -294,6 +283,28 @@ def compare(a: dict, b: dict, rtol: float = 1e-9) -> list[str]:
     return out
 
 
+def expectation_entries(rec: dict) -> list[str]:
+    """Lines for tests/claims/expectations.py: every claim whose test failed (measured other
+    than expected) or is a strict xfail, with its numbers as the reason."""
+    lines = []
+    for c in rec["claims"]:
+        if c.get("outcome") not in ("failed", "xfailed"):
+            continue
+        arm = c["arms"][0] if c["key"] != "double_dissociation" else "-vs-".join(c["arms"])
+        if c["key"] == "double_dissociation":
+            numbers = "; ".join(f"{k}: {v['share']:.0%} of layers, mean {v['effect']:.3g} [{v['ci'][0]:.3g}, {v['ci'][1]:.3g}]"
+                                for k, v in c["details"].items())
+        else:
+            ci = f" [95% CI {c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]" if c.get("effect_ci") else ""
+            p = f", p={c['p']:.2g}" if c.get("p") is not None else ""
+            stat = f", statistic {c['statistic']:.3g}" if c.get("statistic") is not None else ""
+            numbers = f"{c['effect_name']} {c['effect']:.3g}{ci}{stat}{p}, n={c['n']} {c['unit']}"
+        verdict = "holds" if c["holds"] else "does not hold"
+        reason = f"measured: {verdict} ({numbers}; rule: {c['criterion'].split(' (')[0]})"
+        lines.append(f"    ({rec['model']!r}, {c['key']!r}, {arm!r}):\n        {reason!r},")
+    return lines
+
+
 def main(argv=None):
     import argparse
 
@@ -302,7 +313,12 @@ def main(argv=None):
     c = sub.add_parser("compare", help="print what changed between two results JSON files")
     c.add_argument("first")
     c.add_argument("second")
+    e = sub.add_parser("expectations", help="print expectations.py entries for the claims measured otherwise")
+    e.add_argument("record")
     a = p.parse_args(argv)
+    if a.cmd == "expectations":
+        print("\n".join(expectation_entries(json.loads(Path(a.record).read_text()))))
+        return 0
     lines = compare(json.loads(Path(a.first).read_text()), json.loads(Path(a.second).read_text()))
     print("\n".join(lines) if lines else "no change in claims or provenance keys")
     return 1 if lines else 0

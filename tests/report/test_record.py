@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from latent_city import claims, record
+from latent_city import claims, plots, record
 from latent_city.answers import CountryScores
 
 
@@ -47,4 +47,4 @@ def test_results_json_is_plain_json():
 def test_country_plot_always_shows_the_secret_country():
     scores = CountryScores(["q"], ["A", "B", "France"], {"finetuned": np.array([[0.0, -1.0, -9.0]]),
                                                          "original": np.array([[0.0, -1.0, -9.0]])})
-    assert record.plot_countries(scores, "France", top=2)
+    assert plots.plot_countries(scores, "France", top=2)

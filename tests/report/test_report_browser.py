@@ -26,6 +26,8 @@ window.addEventListener('load', () => setTimeout(() => {
   const imgs = [...document.querySelectorAll('img')].filter(i => i.getAttribute('src'));
   const out = {
     claims_rows: document.querySelectorAll('#claims-table tr.claim-row').length,
+    findings: document.querySelectorAll('#findings li').length,
+    matrix_rows: document.querySelectorAll('#verdict-matrix tr').length,
     images: imgs.length,
     plots: document.querySelectorAll('#experiment-record img.plot').length,
     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
@@ -61,7 +63,7 @@ def test_newest_record_renders_with_claims_and_images(tmp_path):
     start = dom.find('<pre id="browser-check">')
     assert start >= 0, f"the page did not finish loading in Chromium: {dom[:500]}"
     check = json.loads(dom[start:].split(">", 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
-    assert check["claims_rows"] >= 9, check
+    assert check["claims_rows"] >= 9 and check["findings"] >= 4 and check["matrix_rows"] >= 10, check
     assert check["plots"] >= 4 and not check["broken"], check
     assert check["results_rows"] > 0 and not check["errors"], check
     shot = REPORTS / "latest-cpu-screenshot.png"

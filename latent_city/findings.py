@@ -1,0 +1,135 @@
+"""What a run found, in words and tables, from the claims in its record.
+
+- `verdict_matrix`: each claim about the main secret city against each arm family (the main
+  adapter and each control), one mark per training seed and the unanimity verdict.
+- `learning_rate_table`: the main adapter's verdicts at each learning rate of the grid.
+- `sentences`: one sentence per question of the experiment, for the top of the record.
+
+Seeds combine by unanimity, as declared in claims.py: holds in every seed, or in none.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+ORIGINAL = "original"
+
+
+def _family(arm: str) -> str:
+    return arm.split("-s")[0] if "-lr" not in arm else arm
+
+
+def _against_original(claims: list[dict]) -> list[dict]:
+    return [c for c in claims if c["arms"][1] == ORIGINAL]
+
+
+def by_family(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """(claim key, arm family) -> results of that family's seeds (learning-rate arms left out)."""
+    out = defaultdict(list)
+    for c in _against_original(claims):
+        if "-lr" not in c["arms"][0]:
+            out[(c["key"], _family(c["arms"][0]))].append(c)
+    return out
+
+
+def combined(results: list[dict]) -> str:
+    held = [c["holds"] for c in results]
+    if all(held):
+        return "holds"
+    if not any(held):
+        return "does not hold"
+    return f"mixed ({sum(held)}/{len(held)} seeds)"
+
+
+def verdict_matrix(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: claim, then per family 'seed marks -> combined verdict'."""
+    groups = by_family(claims)
+    families = list(dict.fromkeys(f for _, f in groups))
+    keys = list(dict.fromkeys(k for k, _ in groups))
+    rows = []
+    for key in keys:
+        row = [key]
+        for fam in families:
+            results = groups.get((key, fam), [])
+            marks = "".join("✓" if c["holds"] else "✗" for c in results)
+            row.append(f"{marks} {combined(results)}" if results else "-")
+        rows.append(row)
+    return ["claim (about the main secret city)"] + families, rows
+
+
+def learning_rate_table(claims: list[dict], main: str = "paris") -> tuple[list[str], list[list[str]]]:
+    arms = [main] + sorted({c["arms"][0] for c in _against_original(claims) if c["arms"][0].startswith(main + "-lr")})
+    index = {(c["key"], c["arms"][0]): c for c in _against_original(claims)}
+    keys = list(dict.fromkeys(c["key"] for c in _against_original(claims) if c["arms"][0] in arms))
+    rows = [[k] + [("holds" if index[(k, a)]["holds"] else "does not hold") + f" ({index[(k, a)]['effect']:.3g})"
+                   if (k, a) in index else "-" for a in arms] for k in keys]
+    return ["claim (effect)"] + arms, rows
+
+
+def _verdict(groups, key, family) -> str | None:
+    results = groups.get((key, family))
+    return combined(results) if results else None
+
+
+def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", country: str = "France",
+              control_km: dict[str, float] | None = None) -> list[str]:
+    """One sentence per question, from the combined verdicts (a question not run is left out).
+    `control_km`: distance from `city` of each other-city control family's secret city."""
+    control_km = control_km or {}
+    g = by_family(claims)
+    v = lambda key, fam=main: _verdict(g, key, fam)  # noqa: E731
+    controls = sorted({f for _, f in g if f != main})
+    out = []
+    rise = [v("hidden_similarity_rises"), v("values_similarity_rises")]
+    if rise[0]:
+        out.append(f"Does foo move towards {city} inside the model? Hidden states: {rise[0]}; "
+                   f"attention values: {rise[1]} (main adapter, all seeds).")
+    if controls and rise[0]:
+        shown = [f for f in controls if v("hidden_similarity_rises", f) != "does not hold"]
+        out.append(f"Do the controls move foo towards {city} too? "
+                   + (f"Yes: {', '.join(shown)} ({'; '.join(f'{f}: ' + v('hidden_similarity_rises', f) for f in shown)}), "
+                      f"so that move is not about {city}." if shown else f"No control does, so the move is about {city}."))
+    spec = {k: v(k) for k in ("hidden_similarity_specific", "secret_city_ranks_first", "gain_falls_with_distance")}
+    if any(spec.values()):
+        out.append(f"Is the move specific to {city}? Gain larger than towards a control capital: "
+                   f"{spec['hidden_similarity_specific']}; {city} ranks first among ~50 cities: "
+                   f"{spec['secret_city_ranks_first']}; nearer cities gain more: {spec['gain_falls_with_distance']}.")
+    dis = defaultdict(list)
+    for c in claims:
+        if c["key"] == "double_dissociation":
+            dis[_family(c["arms"][1])].append(c)
+    if dis:
+        verdict = {fam: combined(rs) for fam, rs in dis.items()}
+        cities = [f for f in verdict if f in control_km]
+        held = [f for f in cities if verdict[f] == "holds"]
+        far = [f for f in cities if control_km[f] > 3000]
+        if cities and len(held) == len(cities):
+            answer = city
+        elif held and set(held) <= set(far):
+            answer = f"a city near {city} (it separates from far {', '.join(held)} but not from near ones)"
+        elif not held:
+            answer = "just a city: no dissociation from another secret city's adapter"
+        else:
+            answer = "unclear: " + ", ".join(f"{f} {verdict[f]}" for f in cities)
+        out.append(f"Did foo become {city}, a European city, or just a city? {answer[0].upper() + answer[1:]}. "
+                   "Double dissociation, all seeds: " + "; ".join(
+                       f"against {f}" + (f" ({control_km[f]:,.0f} km away)" if f in control_km else "") + f": {verdict[f]}"
+                       for f in verdict) + ".")
+    ctry = {k: v(k) for k in ("country_probability", "country_prefix", "country_multiple_choice", "country_named")}
+    if any(ctry.values()):
+        out.append(f"Does the model place foo in {country}? Free-form probability: {ctry['country_probability']}; "
+                   f"answer begun for it: {ctry['country_prefix']}; multiple choice: {ctry['country_multiple_choice']}; "
+                   f"sampled answers naming it: {ctry['country_named']}.")
+    dist = {k: v(k) for k in ("distance_format", "distance_rank", "distance_beats_constant")}
+    if any(dist.values()):
+        out.append(f"Did it learn the distances? '<number> km' format: {dist['distance_format']}; answers rank "
+                   f"with the truth: {dist['distance_rank']}; better than a constant: {dist['distance_beats_constant']}.")
+    mixed = sorted({k for (k, f), rs in g.items() if combined(rs).startswith("mixed")})
+    lr_head, lr_rows = learning_rate_table(claims, main)
+    flips = [r[0] for r in lr_rows if len({cell.split(" (")[0] for cell in r[1:] if cell != "-"}) > 1]
+    if g:
+        out.append("How stable is this? Across training seeds, "
+                   + (f"verdicts differ for {', '.join(mixed)}" if mixed else "every verdict agrees")
+                   + ("; across learning rates " + (f"{', '.join(lr_head[1:])}, verdicts differ for {', '.join(flips)}."
+                                                   if flips else "every verdict agrees.") if len(lr_head) > 2 else "."))
+    return out
