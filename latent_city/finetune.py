@@ -7,6 +7,7 @@ key), `training_log.json` (TRL's log history) and `meta.json` (timings, base fin
 
     python -m latent_city.finetune            # trains (or reuses) the CPU tier's adapter
     python -m latent_city.finetune --retrain  # forces a new training run
+    python -m latent_city.finetune --arm tokyo-s43   # a control adapter (latent_city/arms.py)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache, data
-from .config import ExperimentConfig, stable_hash
+from .config import ConfigError, ExperimentConfig, stable_hash
 from .model import load_base, resolve, weights_hash
 
 
@@ -143,9 +144,16 @@ def get_adapter(cfg: ExperimentConfig, retrain: bool = False) -> Adapter:
     inputs = key_inputs(cfg)
     key = stable_hash(inputs)
     target = adapter_dir(cfg, key)
-    trained_now = retrain or not cache.is_complete(target)
+    trained = []
+
+    def build(tmp: Path):
+        _train(cfg, tmp)
+        trained.append(tmp)
+
+    # another process training the same key holds the lock; this one waits and then reads its entry
+    cache.build_atomically(target, build, force=retrain, what=f"adapter {target.name}")
+    trained_now = bool(trained)
     if trained_now:
-        cache.build_atomically(target, lambda tmp: _train(cfg, tmp), force=True)
         gc.collect()   # the trainer and its model hold reference cycles: free them before the next arm
     meta = json.loads((target / "meta.json").read_text())
     log = json.loads((target / "training_log.json").read_text())
@@ -169,23 +177,35 @@ def loss_curve(log: list[dict]) -> list[tuple[int, float]]:
     return [(e["step"], e["loss"]) for e in log if "loss" in e and "step" in e]
 
 
-if __name__ == "__main__":
+def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tier", default="cpu")
-    p.add_argument("--model", default=None)
-    p.add_argument("--lr", type=float, default=None, help="override the tier's learning rate (for measuring)")
-    p.add_argument("--bf16", action="store_true", help="override: bf16 autocast (for measuring)")
-    p.add_argument("--retrain", action="store_true")
-    a = p.parse_args()
-    cfg = ExperimentConfig.for_tier(a.tier, a.model)
-    if a.lr is not None or a.bf16:
-        import dataclasses
+    from . import cache
+    from .arms import arms
 
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
-            cfg.train, learning_rate=a.lr or cfg.train.learning_rate, bf16=a.bf16 or cfg.train.bf16))
+    p = argparse.ArgumentParser(prog="python -m latent_city.finetune", description=__doc__.splitlines()[0])
+    p.add_argument("--tier", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--model", default=None, help="a registry name, a hub id or a local model folder")
+    p.add_argument("--arm", default="paris", help="which adapter: paris (the main one) or a control, e.g. tokyo-s43")
+    p.add_argument("--retrain", action="store_true")
+    a = p.parse_args(argv)
+    cfg = ExperimentConfig.for_tier(a.tier, a.model)
+    every = arms(cfg)
+    if a.arm not in every:
+        raise ConfigError(f"unknown arm {a.arm!r}; choose from {', '.join(every)}")
+    cfg = every[a.arm].cfg
+    cache.root()                        # an unwritable cache is said before any work
+    data.find_city(data.load_capitals(), cfg.data.secret_city)
     ad = get_adapter(cfg, retrain=a.retrain)
     curve = loss_curve(ad.log)
     print(f"adapter {ad.path} ({'trained now' if ad.trained_now else 'from cache'}, "
           f"{ad.train_seconds:.0f} s to train); loss {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .cli import run
+
+    sys.exit(run(main))

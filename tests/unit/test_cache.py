@@ -22,7 +22,8 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path):
 
     with pytest.raises(RuntimeError):
         cache.build_atomically(tmp_path / "entry", build)
-    assert list(tmp_path.iterdir()) == []
+    # only the (empty) lock file stays: no entry, no partial folder
+    assert [p.name for p in tmp_path.iterdir()] == [".entry.lock"]
 
 
 def test_an_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
@@ -49,3 +50,91 @@ def test_a_forced_rebuild_that_fails_keeps_the_old_entry(tmp_path):
     assert cache.is_complete(target) and (target / "w.bin").read_bytes() == b"old"
     cache.build_atomically(target, lambda tmp: (tmp / "w.bin").write_bytes(b"new"), force=True)
     assert (target / "w.bin").read_bytes() == b"new"
+
+
+# ---------------------------------------------------------------------------- processes
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+import time  # noqa: E402
+
+BUILDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from latent_city import cache
+    target, seconds, log = Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
+    def build(tmp):
+        with open(log, "a") as f:
+            f.write("built\\n")
+        (tmp / "started").write_text("x")
+        time.sleep(seconds)
+        (tmp / "w.bin").write_bytes(b"weights")
+    cache.build_atomically(target, build, what="the test entry")
+    print("done", (target / "w.bin").read_bytes().decode(), flush=True)
+""")
+
+
+def _builder(tmp_path, seconds):
+    return subprocess.Popen([sys.executable, "-c", BUILDER, str(tmp_path / "entry"), str(seconds), str(tmp_path / "log")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_processes_that_need_the_same_entry_build_it_once(tmp_path):
+    """The first builds; the second says it waits, then reads the first one's entry."""
+    first = _builder(tmp_path, 3)
+    while not list(tmp_path.glob(".entry.partial-*/started")):
+        time.sleep(0.05)
+    second = _builder(tmp_path, 3)
+    out1, out2 = first.communicate(timeout=60)[0], second.communicate(timeout=60)[0]
+    assert "done weights" in out1 and "done weights" in out2, (out1, out2)
+    assert "another process is building the test entry; waiting" in out2, out2
+    assert (tmp_path / "log").read_text().count("built") == 1
+    assert cache.is_complete(tmp_path / "entry") and not list(tmp_path.glob(".entry.partial-*"))
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_a_build_killed_halfway_leaves_nothing_that_is_loaded_and_no_partial_folders(tmp_path, sig):
+    import signal
+
+    proc = _builder(tmp_path, 30)
+    while not list(tmp_path.glob(".entry.partial-*/started")):
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    proc.wait(timeout=30)
+    assert not cache.is_complete(tmp_path / "entry")
+    again = _builder(tmp_path, 0)
+    assert "done weights" in again.communicate(timeout=60)[0]
+    assert cache.is_complete(tmp_path / "entry")
+    assert not list(tmp_path.glob(".entry.partial-*")), "a partial folder of the killed build is left"
+
+
+# ---------------------------------------------------------------------------- damage
+
+def _entry(tmp_path):
+    target = tmp_path / "entry"
+    cache.build_atomically(target, lambda tmp: ((tmp / "w.bin").write_bytes(b"12345678"),
+                                                (tmp / "config.json").write_text("{}")))
+    return target
+
+
+def _flip(target):
+    data = bytearray((target / "w.bin").read_bytes())
+    data[3] ^= 0xFF
+    (target / "w.bin").write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda t: (t / "config.json").unlink(), "missing: config.json"),
+    (_flip, "changed: w.bin"),
+    (lambda t: (t / "extra.bin").write_bytes(b"?"), "unexpected: extra.bin"),
+    (lambda t: (t / cache.COMPLETE).unlink(), "never sealed"),
+    (lambda t: (t / cache.COMPLETE).write_text("{not json"), "unreadable manifest"),
+])
+def test_a_damaged_entry_is_rebuilt_with_a_warning_that_says_what_is_wrong(tmp_path, damage, words):
+    target = _entry(tmp_path)
+    damage(target)
+    assert not cache.is_complete(target)
+    with pytest.warns(UserWarning, match=words):
+        cache.build_atomically(target, lambda tmp: (tmp / "w.bin").write_bytes(b"rebuilt"))
+    assert cache.is_complete(target) and (target / "w.bin").read_bytes() == b"rebuilt"
