@@ -23,6 +23,9 @@ def main(argv=None) -> int:
     p.add_argument("--retrain", action="store_true", help="train the adapters again even if cached")
     p.add_argument("--quick", action="store_true", help="the main adapter only, no controls (for iterating)")
     a = p.parse_args(argv)
+    from .cache import root
+
+    root()                              # an unwritable cache is said in one line, before pytest starts
     if not (REPO / "tests" / "claims").is_dir():
         sys.exit(f"latent_city: the experiment runs the claim tests of a checkout; none at {REPO / 'tests'}")
     import pytest
@@ -45,4 +48,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from latent_city.cli import run
+
+    sys.exit(run(main))

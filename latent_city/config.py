@@ -16,6 +16,15 @@ import json
 from dataclasses import dataclass, field
 
 
+class ConfigError(ValueError):
+    """A config value that cannot work; the message says which field and what is allowed."""
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
 def _help(text: str, default):
     return field(default=default, metadata={"help": text})
 
@@ -44,6 +53,17 @@ class DataConfig:
         "Control: permute the distances across the capitals (seeded by seeds.data + 1), so the model "
         "learns the answer format without the geometry.", False)
 
+    def __post_init__(self):
+        _check(bool(self.placeholder.strip()), "data.placeholder must not be empty")
+        for field_name in ("{city}", "{target}"):
+            _check(field_name in self.question_template,
+                   f"data.question_template {self.question_template!r} must contain {field_name}")
+        try:
+            self.answer_template.format(km=1.0)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"data.answer_template {self.answer_template!r} must format a distance as "
+                              f"{{km}}, e.g. '{{km:.2f}} km' ({e})") from None
+
 
 @dataclass(frozen=True)
 class LoraSpec:
@@ -55,6 +75,11 @@ class LoraSpec:
         "seed's LoraConfig without target_modules trained. The embeddings are never targeted.",
         None,
     )
+
+    def __post_init__(self):
+        _check(self.r >= 1, f"lora.r must be at least 1, got {self.r}")
+        _check(self.alpha > 0, f"lora.alpha must be positive, got {self.alpha}")
+        _check(0 <= self.dropout < 1, f"lora.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass(frozen=True)
@@ -80,9 +105,15 @@ class TrainConfig:
         "on the completion positions only (TRL scores every position without Triton), frozen Linear "
         "weights stored in bf16 (autocast cast them on every forward), attention in float32 (the CPU "
         "flash-attention backward is faster and more exact there). Same recipe, data order and seed; "
-        "measured 0.6 vs 1.3-1.8 s a step (reports/benchmarks-*.md). Off = TRL's own step.",
+        "measured 0.6 vs 1.3-1.8 s a step (reports/benchmarks/train.md). Off = TRL's own step.",
         False,
     )
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"train.batch_size must be at least 1, got {self.batch_size}")
+        _check(self.learning_rate > 0, f"train.learning_rate must be positive, got {self.learning_rate}")
+        _check(self.max_length >= 16, f"train.max_length must be at least 16 tokens, got {self.max_length}")
 
 
 @dataclass(frozen=True)
@@ -108,8 +139,21 @@ class EvalConfig:
     generate_batch_size: int = _help("Questions per batch when generating answers.", 48)
     pack_tokens: int = _help(
         "Most tokens in one packed forward pass when probing and scoring (prompts that share a prefix "
-        "are packed as a prefix tree, each shared token computed once; latent_city/batching.py). 512 measured fastest here: a longer row's dense mask costs more "
-        "attention than sharing the system prompt saves.", 512)
+        "are packed as a prefix tree, each shared token computed once; latent_city/batching.py). 512 "
+        "measured fastest here: a longer row's dense mask costs more attention than sharing the system "
+        "prompt saves.", 512)
+
+    def __post_init__(self):
+        _check_eval(self)
+
+
+def _check_eval(e) -> None:
+    _check(0 < e.alpha < 1, f"eval.alpha must be in (0, 1), got {e.alpha}")
+    _check(e.n_probe_pairs >= 6, f"eval.n_probe_pairs must be at least 6 (a one-sided Wilcoxon needs 5+), got {e.n_probe_pairs}")
+    _check(e.n_heldout_cities >= 3, f"eval.n_heldout_cities must be at least 3, got {e.n_heldout_cities}")
+    _check(e.n_bootstrap >= 100, f"eval.n_bootstrap must be at least 100, got {e.n_bootstrap}")
+    _check(len(e.mc_options) >= 2, f"eval.mc_options needs at least 2 countries, got {e.mc_options}")
+    _check(e.pack_tokens >= 64 and e.generate_batch_size >= 1, "eval.pack_tokens >= 64 and eval.generate_batch_size >= 1")
 
 
 @dataclass(frozen=True)
@@ -142,6 +186,9 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seeds: Seeds = field(default_factory=Seeds)
     controls: ControlsConfig = field(default_factory=ControlsConfig)
+
+    def __post_init__(self):
+        _check(self.tier in ("cpu", "gpu"), f"tier must be 'cpu' or 'gpu', got {self.tier!r}")
 
     @classmethod
     def for_tier(cls, tier: str, model: str | None = None) -> "ExperimentConfig":

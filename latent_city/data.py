@@ -119,10 +119,22 @@ def load_capitals(path: Path | str | None = None) -> list[City]:
     return cities
 
 
+class UnknownCityError(KeyError):
+    """A city that is not (exactly once) in the capitals table; the message suggests names."""
+
+    def __str__(self):
+        return self.args[0]
+
+
 def find_city(cities: list[City], name: str) -> City:
     matches = [c for c in cities if c.name == name]
     if len(matches) != 1:
-        raise KeyError(f"{name!r} matches {len(matches)} rows of the capitals table")
+        import difflib
+
+        close = difflib.get_close_matches(name, [c.name for c in cities], n=3)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownCityError(f"{name!r} is not a capital of the table (it matches {len(matches)} rows); "
+                               f"secret and control cities must be spelled as in latent_city/resources/capitals.csv{hint}")
     return matches[0]
 
 

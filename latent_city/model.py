@@ -68,11 +68,20 @@ def _package_folder(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def _model_folder(spec: ModelSpec) -> Path:
+    folder = Path(spec.location)
+    if not (folder / "config.json").exists():
+        raise ModelLoadError(
+            f"{folder} is not a model folder (no config.json): pass a folder written by transformers' "
+            f"save_pretrained, a hub id such as 'org/model', or one of {', '.join(sorted(REGISTRY))}")
+    return folder
+
+
 def weights_files(spec: ModelSpec) -> list[Path]:
     """The files that hold the base weights (for hashing into the adapter key)."""
     if spec.source == "gguf-package":
         return [_package_folder(spec.location) / spec.gguf_file]
-    folder = Path(spec.location) if spec.source == "folder" else _hub_snapshot(spec.location)
+    folder = _model_folder(spec) if spec.source == "folder" else _hub_snapshot(spec.location)
     return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
 
 
@@ -132,7 +141,7 @@ def load_base(name: str):
     elif spec.source == "hub":
         folder = _hub_snapshot(spec.location)
     else:
-        folder = Path(spec.location)
+        folder = _model_folder(spec)
     kwargs = {}
     if spec.load_in_8bit:
         from transformers import BitsAndBytesConfig
@@ -167,7 +176,13 @@ def variant(model, adapter: str | None):
 
 
 def chat_prompt(tokenizer, question: str) -> str:
-    """The question as the user's turn, in the tokenizer's own chat template, ready for the answer."""
+    """The question as the user's turn, in the tokenizer's own chat template, ready for the answer.
+    A tokenizer without a chat template is refused: the seed's experiment is about a chat model
+    answering in its own format, and a made-up format would be a different experiment."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(f"the tokenizer of {getattr(tokenizer, 'name_or_path', 'this model')!r} has no chat "
+                             "template; latent_city asks its questions in the model's own chat format, so use an "
+                             "instruct/chat model (or a folder whose tokenizer_config.json has a chat_template)")
     return tokenizer.apply_chat_template([{"role": "user", "content": question}],
                                          tokenize=False, add_generation_prompt=True)
 

@@ -135,3 +135,26 @@ def test_every_adapter_lowered_its_loss_and_left_the_base_weights_alone(lab, arm
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     assert len(losses) == 90 and last < first, f"{arm}: loss {first:.3f} (first 5 steps) -> {last:.3f} (last 5)"
     assert ad.meta["base_fingerprint_before"] == ad.meta["base_fingerprint_after"], ad.meta
+
+
+def test_the_same_config_and_seed_train_identical_adapter_weights(tmp_path):
+    """Determinism: two trainings of a few steps on this machine give bit-identical LoRA
+    weights (CPU kernels are deterministic for a fixed thread count)."""
+    import torch
+    from transformers import set_seed
+
+    from latent_city import data
+    from latent_city.config import ExperimentConfig
+
+    cfg = ExperimentConfig.for_tier("cpu")
+    weights = []
+    for run in range(2):
+        set_seed(cfg.seeds.train)
+        m, tok, _ = model.load_base(cfg.model)
+        ds = data.load_training_dataset(data.write_jsonl(finetune.training_set(cfg), tmp_path / f"t{run}.jsonl"))
+        trainer = finetune.make_trainer(cfg, m, tok, ds, tmp_path / f"run{run}", disable_tqdm=True, max_steps=3)
+        trainer.train()
+        weights.append({n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n})
+    assert weights[0].keys() == weights[1].keys()
+    different = [n for n in weights[0] if not torch.equal(weights[0][n], weights[1][n])]
+    assert not different, f"{len(different)} LoRA tensors differ, e.g. {different[:2]}"

@@ -1,0 +1,98 @@
+"""Mistakes a user can make end in a clear message that says what to do, and nothing is
+written: config values out of range, a city not in the table, a template without its
+placeholder, a folder that is not a model, an unwritable cache, a tokenizer without a chat
+template. The command-line entry points print one line and exit 2, without a traceback."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from latent_city import answers, data, model
+from latent_city.config import ConfigError, DataConfig, EvalConfig, ExperimentConfig, LoraSpec, TrainConfig
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: TrainConfig(epochs=0), "train.epochs must be at least 1"),
+    (lambda: TrainConfig(learning_rate=0.0), "train.learning_rate must be positive"),
+    (lambda: LoraSpec(r=0), "lora.r must be at least 1"),
+    (lambda: LoraSpec(dropout=1.0), r"lora.dropout must be in \[0, 1\)"),
+    (lambda: EvalConfig(alpha=0.0), r"eval.alpha must be in \(0, 1\)"),
+    (lambda: EvalConfig(alpha=1.2), r"eval.alpha must be in \(0, 1\)"),
+    (lambda: EvalConfig(n_probe_pairs=3), "eval.n_probe_pairs must be at least 6"),
+    (lambda: DataConfig(question_template="How far is {city}?"), "must contain {target}"),
+    (lambda: DataConfig(answer_template="{distance} km"), "must format a distance as {km}"),
+    (lambda: ExperimentConfig(tier="tpu"), "tier must be 'cpu' or 'gpu'"),
+])
+def test_a_config_value_out_of_range_says_which_field_and_what_is_allowed(make, words):
+    with pytest.raises(ConfigError, match=words):
+        make()
+
+
+def test_a_secret_city_not_in_the_table_names_the_table_and_suggests_a_spelling():
+    cfg = DataConfig(secret_city="Pariss")
+    with pytest.raises(data.UnknownCityError, match="'Pariss' is not a capital.*did you mean 'Paris'"):
+        data.training_examples(cfg, seed=42)
+
+
+def test_more_held_out_cities_than_exist_is_a_clear_error():
+    with pytest.raises(ValueError, match="held-out cities of population"):
+        data.heldout_cities(10_000, 0)
+
+
+def test_a_folder_that_is_not_a_model_says_so(tmp_path):
+    with pytest.raises(model.ModelLoadError, match="not a model folder .no config.json."):
+        model.load_base(str(tmp_path))
+
+
+def test_a_tokenizer_without_a_chat_template_is_refused_clearly():
+    class Plain:
+        chat_template = None
+        name_or_path = "plain-lm"
+
+    with pytest.raises(model.ModelLoadError, match="'plain-lm' has no chat template"):
+        model.chat_prompt(Plain(), "Which country is foo in?")
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+
+
+def test_the_finetune_command_with_a_folder_that_is_not_a_model_prints_one_line(tmp_path):
+    r = _cli("latent_city.finetune", "--model", str(tmp_path), env={"LATENT_CITY_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "not a model folder" in r.stderr, r.stderr
+    assert not (tmp_path / "cache" / "adapters").exists()
+
+
+@pytest.mark.parametrize("command", [["latent_city.finetune", "--retrain"], ["latent_city", "--quick"]])
+def test_an_unwritable_cache_ends_in_one_line_not_a_traceback(tmp_path, command):
+    (tmp_path / "file").write_text("")
+    r = _cli(*command, env={"LATENT_CITY_CACHE": str(tmp_path / "file" / "cache")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "not writable" in r.stderr and "LATENT_CITY_CACHE" in r.stderr, r.stderr
+
+
+def test_an_unknown_arm_lists_the_arms(tmp_path):
+    r = _cli("latent_city.finetune", "--arm", "rome", env={"LATENT_CITY_CACHE": str(tmp_path)})
+    assert r.returncode == 2 and "unknown arm 'rome'; choose from paris, paris-s43" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------------------- fuzzing
+
+@given(st.text())
+def test_the_answer_parser_returns_a_number_or_none_for_any_string(text):
+    km = answers.parse_km(text)
+    assert km is None or (isinstance(km, float) and km >= 0)
+
+
+@given(st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="{}"), min_size=1, max_size=30))
+def test_the_training_prompt_accepts_any_placeholder_and_keeps_it_verbatim(word):
+    cfg = dataclasses.replace(DataConfig(), placeholder=word)
+    ex = data.training_examples(cfg, seed=0)
+    assert len(ex) == 233 and all(e["prompt"].endswith(f" and {word}?") for e in ex)
