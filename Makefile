@@ -8,9 +8,10 @@ export HF_HUB_OFFLINE := 1
 experiment: .venv/.installed
 	$(PY) -m latent_city
 
-# The suite (CPU tier), then the browser check of the record that run just wrote.
+# The suite (CPU tier, sockets blocked: nothing may reach a network), then the browser check of
+# the record that run just wrote.
 test: .venv/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest --disable-socket --allow-unix-socket
 	$(PY) -m pytest -m browser --no-record
 
 install: .venv/.installed

@@ -62,6 +62,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     config.stash[RECORDS] = {}
+    if _tier_of(config) == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():   # one line for the whole run, not a skip per test
+            pytest.exit(f"latent_city: `pytest -m gpu` found no CUDA GPU: {GPU_NEEDS}",
+                        returncode=pytest.ExitCode.USAGE_ERROR)
     if config.getoption("no_record") or config.getoption("htmlpath", None) or not config.pluginmanager.hasplugin("html"):
         return
     tier = _tier_of(config)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latent_city import answers, data, model
@@ -91,8 +91,47 @@ def test_the_answer_parser_returns_a_number_or_none_for_any_string(text):
     assert km is None or (isinstance(km, float) and km >= 0)
 
 
+@settings(max_examples=30, deadline=None)
 @given(st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="{}"), min_size=1, max_size=30))
 def test_the_training_prompt_accepts_any_placeholder_and_keeps_it_verbatim(word):
+    if not word.strip():
+        with pytest.raises(ConfigError, match="placeholder must not be empty"):
+            dataclasses.replace(DataConfig(), placeholder=word)
+        return
     cfg = dataclasses.replace(DataConfig(), placeholder=word)
     ex = data.training_examples(cfg, seed=0)
     assert len(ex) == 233 and all(e["prompt"].endswith(f" and {word}?") for e in ex)
+
+
+def test_the_gpu_tier_on_a_machine_without_a_gpu_says_so_in_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU, so `pytest -m gpu` runs")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "--no-record"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = [l for l in (r.stdout + r.stderr).splitlines() if "latent_city" in l]
+    assert r.returncode == pytest.ExitCode.USAGE_ERROR, r.stdout[-2000:]
+    assert len(lines) == 1 and "found no CUDA GPU" in lines[0] and "SKIPPED" not in r.stdout, r.stdout[-2000:]
+
+
+# ---------------------------------------------------------------------------- no network, no remote code
+
+def test_the_suite_runs_with_sockets_blocked(request):
+    """`make test` runs pytest with pytest-socket's --disable-socket: nothing reaches a network."""
+    import socket
+
+    if not request.config.getoption("disable_socket", False):
+        pytest.skip("run with --disable-socket --allow-unix-socket (make test and .ci/run do)")
+    with pytest.raises(Exception, match="[Ss]ocket"):
+        socket.create_connection(("127.0.0.1", 9))
+
+
+def test_no_code_asks_for_remote_code():
+    from pathlib import Path
+
+    import latent_city
+
+    sources = {p: p.read_text() for p in Path(latent_city.__file__).parent.rglob("*.py")}
+    offenders = [str(p) for p, text in sources.items() if "trust_remote_code=True" in text.replace(" ", "")]
+    assert not offenders, offenders

@@ -110,7 +110,7 @@ def test_holm_equals_statsmodels_on_any_p_values(p):
     assert np.allclose(stats.holm(np.array(p)), reference)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.integers(5, 60), st.integers(1, 8), st.integers(0, 2**31))
 def test_vectorized_wilcoxon_equals_scipy_column_by_column(n, k, seed):
     """One scipy call over every column without zeros, a loop over the rest, against the loop."""
