@@ -1,8 +1,8 @@
 """Benchmarks of latent_city on this machine; each prints a table and writes it, with the
 machine and its measured matmul peaks, to reports/benchmarks/<name>.md and .json.
 
-    python -m benchmarks                 # all of them (about 25 minutes on 2 cores)
-    python -m benchmarks train probe     # some of them: train noise probe country stages
+    python -m benchmarks                 # train noise probe country stages (about 30 minutes on 2 cores)
+    python -m benchmarks train probe     # some of them; stages-full times every arm (about an hour)
 """
 
 import os
@@ -14,7 +14,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from . import evaluation, stages, train  # noqa: E402
 
 BENCHMARKS = {"train": train.bench_train, "noise": train.bench_noise, "probe": evaluation.bench_probe,
-              "country": evaluation.bench_country, "stages": stages.bench_stages}
+              "country": evaluation.bench_country, "stages": stages.bench_stages,
+              "stages-full": lambda: stages.bench_stages(quick=False)}
+DEFAULT = ["train", "noise", "probe", "country", "stages"]
 
 
 def main(argv: list[str]) -> int:
@@ -22,7 +24,7 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark {unknown}; choose from {' '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    for name in argv or list(BENCHMARKS):
+    for name in argv or DEFAULT:
         BENCHMARKS[name]()
     return 0
 

@@ -14,7 +14,11 @@ import time
 
 import numpy as np
 
+from latent_city.model import variant
+
 from . import machine
+
+VARIANTS = [("finetuned", "default"), ("original", None)]
 
 
 def _finetuned():
@@ -50,13 +54,16 @@ def bench_probe(n_pairs: int = 4) -> None:
     capitals = data.load_capitals()
     pairs = probe.build_pairs(cfg, data.heldout_cities(cfg.eval.n_probe_pairs, cfg.seeds.data, capitals), capitals)[:n_pairs]
     start = time.perf_counter()
-    ours = probe.probe(model, tok, cfg, pairs)
+    ours = {}
+    for name, adapter in VARIANTS:
+        with variant(model, adapter):
+            ours[name] = probe.measure(model, tok, cfg, pairs, [cfg.data.secret_city])
     ours_s = time.perf_counter() - start
     n_layers = model.config.num_hidden_layers
-    seed = {v: (np.zeros((n_pairs, n_layers + 1)), np.zeros((n_pairs, n_layers))) for v, _ in probe.variants(model)}
+    seed = {v: (np.zeros((n_pairs, n_layers + 1)), np.zeros((n_pairs, n_layers))) for v, _ in VARIANTS}
     start = time.perf_counter()
-    for name, ctx in probe.variants(model):
-        with ctx:
+    for name, adapter in VARIANTS:
+        with variant(model, adapter):
             for i, p in enumerate(pairs):
                 a, b = (probe.encode_with_position(tok, *probe.render(tok, p.template, p.reference, w))
                         for w in (cfg.data.placeholder, cfg.data.secret_city))
@@ -65,12 +72,13 @@ def bench_probe(n_pairs: int = 4) -> None:
                 for layer in range(n_layers):
                     seed[name][1][i, layer] = seed_get_sim(model, tok, a, b, layer, values=True)
     seed_s = time.perf_counter() - start
-    diff = max(max(np.abs(ours.hidden_secret[v] - seed[v][0]).max(), np.abs(ours.values_secret[v] - seed[v][1]).max())
+    city = cfg.data.secret_city
+    diff = max(max(np.abs(ours[v].hidden_to(city) - seed[v][0]).max(), np.abs(ours[v].values_to(city) - seed[v][1]).max())
                for v in seed)
     rows = [{"method": "seed: get_sim + get_value_sim, 2 full forwards per layer", "seconds": round(seed_s, 1),
              "forward passes": 2 * 2 * (2 * n_layers + 1) * n_pairs},
-            {"method": "latent_city.probe: cut at the target, prefix trees, one pass", "seconds": round(ours_s, 2),
-             "forward passes": "1 packed row per variant (placeholder, secret and control prompts)"}]
+            {"method": "latent_city.probe: cut at the target, prefix trees, one packed pass", "seconds": round(ours_s, 2),
+             "forward passes": "1 packed row per variant (placeholder, secret and the control prompts)"}]
     machine.write("probe", f"Probing {n_pairs} prompt pairs, finetuned and original model", rows, [
         f"Ratio: {seed_s / ours_s:.0f}x. The probe also computes the control-capital prompts, which the seed's "
         f"method here does not. Largest |difference| between the two methods' cosine similarities over every pair, "
@@ -81,14 +89,12 @@ def bench_probe(n_pairs: int = 4) -> None:
 def bench_country(n_questions: int = 4) -> None:
     from latent_city import answers, data
     from latent_city.model import chat_prompt
-    from latent_city.probe import variants
-
     cfg, model, tok = _finetuned()
     countries = data.countries(data.load_capitals())
     prompts = [chat_prompt(tok, q) for q in answers.country_questions(cfg)[:n_questions]]
     times, diffs = {"packed": 0.0, "one pass each": 0.0}, []
-    for _, ctx in variants(model):
-        with ctx:
+    for _, adapter in VARIANTS:
+        with variant(model, adapter):
             start = time.perf_counter()
             packed = answers.continuation_logprobs(model, tok, prompts, countries, cfg.eval.pack_tokens)
             times["packed"] += time.perf_counter() - start

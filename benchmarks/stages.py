@@ -1,7 +1,8 @@
 """Stage times and peak memory of the suite and of the experiment, cold (a fresh cache: it
 trains) and warm (the adapter cached), each in a subprocess as a user would run it.
 
-    python -m benchmarks stages
+    python -m benchmarks stages        # the main adapter only (pytest --quick)
+    python -m benchmarks stages-full   # every arm: 14 adapters to train cold (about 25 minutes a run)
 
 Per-stage numbers come from the experiment record each run writes (reports/latest-cpu.json:
 `timings` and `memory_mb`, measured by latent_city.record.measure); whole-process peak RSS is
@@ -39,9 +40,12 @@ def run_measured(cmd: list[str], env: dict) -> tuple[float, int, int]:
     return time.perf_counter() - start, peak // 2**20, proc.returncode
 
 
-def bench_stages() -> None:
-    commands = {"suite (pytest)": [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
-                "experiment (python -m latent_city)": [sys.executable, "-m", "latent_city"]}
+def bench_stages(quick: bool = True) -> None:
+    """quick: the main adapter only (--quick, the scope before the control adapters existed);
+    otherwise every arm (14 adapters to train cold)."""
+    flag = ["--quick"] if quick else []
+    commands = {"suite (pytest" + " --quick" * quick + ")": [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *flag],
+                "experiment (python -m latent_city" + " --quick" * quick + ")": [sys.executable, "-m", "latent_city", *flag]}
     totals, per_stage = [], {}
     for what, cmd in commands.items():
         with tempfile.TemporaryDirectory(prefix="latent-city-bench-") as cache:
@@ -55,7 +59,9 @@ def bench_stages() -> None:
                     row = per_stage.setdefault((what, stage), {"command": what, "stage": stage})
                     row[f"{state} s"] = secs
                     row[f"{state} peak RSS MB"] = record.get("memory_mb", {}).get(stage, {}).get("peak_rss_mb")
-    machine.write("stages", "Stage times and peak memory, cold and warm", totals + list(per_stage.values()), [
+    machine.write("stages" if quick else "stages-full",
+                  f"Stage times and peak memory, cold and warm ({'main adapter only' if quick else 'every arm'})",
+                  totals + list(per_stage.values()), [
         "Cold: a fresh LATENT_CITY_CACHE, so the GGUF is dequantized and the adapter trained; warm: the same "
         "command again on that cache. Exit code 0 = every test passed or failed as expected (strict xfail).",
         __doc__.split("\n\n")[2].replace("\n", " ")])
