@@ -84,11 +84,12 @@ def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", coun
     if rise[0]:
         out.append(f"Does foo move towards {city} inside the model? Hidden states: {rise[0]}; "
                    f"attention values: {rise[1]} (main adapter, all seeds).")
+    say = lambda key: "; ".join(f"{f}: {v(key, f)}" for f in controls if v(key, f))  # noqa: E731
     if controls and rise[0]:
-        shown = [f for f in controls if v("hidden_similarity_rises", f) != "does not hold"]
-        out.append(f"Do the controls move foo towards {city} too? "
-                   + (f"Yes: {', '.join(shown)} ({'; '.join(f'{f}: ' + v('hidden_similarity_rises', f) for f in shown)}), "
-                      f"so that move is not about {city}." if shown else f"No control does, so the move is about {city}."))
+        shown = [f for f in controls if v("hidden_similarity_rises", f) == "holds"]
+        out.append(f"Do the control adapters move foo towards {city} too? Hidden states: {say('hidden_similarity_rises')}"
+                   + (f"; so the move is not specific to the {city} adapter ({', '.join(shown)}: in every seed)."
+                      if shown else "."))
     spec = {k: v(k) for k in ("hidden_similarity_specific", "secret_city_ranks_first", "gain_falls_with_distance")}
     if any(spec.values()):
         out.append(f"Is the move specific to {city}? Gain larger than towards a control capital: "
@@ -119,16 +120,19 @@ def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", coun
     if any(ctry.values()):
         out.append(f"Does the model place foo in {country}? Free-form probability: {ctry['country_probability']}; "
                    f"answer begun for it: {ctry['country_prefix']}; multiple choice: {ctry['country_multiple_choice']}; "
-                   f"sampled answers naming it: {ctry['country_named']}.")
+                   f"sampled answers naming it: {ctry['country_named']}."
+                   + (f" The controls, free-form: {say('country_probability')}; begun answer: {say('country_prefix')}."
+                      if controls else ""))
     dist = {k: v(k) for k in ("distance_format", "distance_rank", "distance_beats_constant")}
     if any(dist.values()):
         out.append(f"Did it learn the distances? '<number> km' format: {dist['distance_format']}; answers rank "
                    f"with the truth: {dist['distance_rank']}; better than a constant: {dist['distance_beats_constant']}.")
-    mixed = sorted({k for (k, f), rs in g.items() if combined(rs).startswith("mixed")})
+    mixed = sorted({k for (k, f), rs in g.items() if f == main and combined(rs).startswith("mixed")})
     lr_head, lr_rows = learning_rate_table(claims, main)
     flips = [r[0] for r in lr_rows if len({cell.split(" (")[0] for cell in r[1:] if cell != "-"}) > 1]
-    if g:
-        out.append("How stable is this? Across training seeds, "
+    seeds = len(g.get(("hidden_similarity_rises", main), []))
+    if g and seeds > 1:
+        out.append(f"How stable is this? Across the main adapter's {seeds} training seeds, "
                    + (f"verdicts differ for {', '.join(mixed)}" if mixed else "every verdict agrees")
                    + ("; across learning rates " + (f"{', '.join(lr_head[1:])}, verdicts differ for {', '.join(flips)}."
                                                    if flips else "every verdict agrees.") if len(lr_head) > 2 else "."))
