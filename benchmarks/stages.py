@@ -24,12 +24,12 @@ from . import machine
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_measured(cmd: list[str], env: dict) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS in MB of the process tree, return code)."""
+def run_measured(cmd: list[str], env: dict, log: Path) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS in MB of the process tree, return code); output goes to `log`."""
     import psutil
 
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     root, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
@@ -51,7 +51,10 @@ def bench_stages(quick: bool = True) -> None:
         with tempfile.TemporaryDirectory(prefix="latent-city-bench-") as cache:
             env = {**os.environ, "LATENT_CITY_CACHE": cache, "HF_HUB_OFFLINE": "1"}
             for state in ("cold", "warm"):
-                wall, rss, code = run_measured(cmd, env)
+                log = Path(cache) / f"{state}.log"
+                wall, rss, code = run_measured(cmd, env, log)
+                if code:
+                    print(f"{what} ({state}) exited {code}; its output ends:\n{log.read_text()[-3000:]}")
                 totals.append({"command": what, "cache": state, "wall s": round(wall, 1), "peak RSS MB": rss,
                                "exit code": code})
                 record = json.loads((REPO / "reports" / "latest-cpu.json").read_text())

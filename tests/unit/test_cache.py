@@ -63,32 +63,43 @@ BUILDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from latent_city import cache
-    target, seconds, log = Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
+    target, log = Path(sys.argv[1]), Path(sys.argv[2])
     def build(tmp):
         with open(log, "a") as f:
             f.write("built\\n")
         (tmp / "started").write_text("x")
-        time.sleep(seconds)
+        deadline = time.time() + 60
+        while not (target.parent / "go").exists() and time.time() < deadline:
+            time.sleep(0.05)          # until the test says go: the build takes as long as the test needs
         (tmp / "w.bin").write_bytes(b"weights")
     cache.build_atomically(target, build, what="the test entry")
     print("done", (target / "w.bin").read_bytes().decode(), flush=True)
 """)
 
 
-def _builder(tmp_path, seconds):
-    return subprocess.Popen([sys.executable, "-c", BUILDER, str(tmp_path / "entry"), str(seconds), str(tmp_path / "log")],
+def _builder(tmp_path):
+    return subprocess.Popen([sys.executable, "-c", BUILDER, str(tmp_path / "entry"), str(tmp_path / "log")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_two_processes_that_need_the_same_entry_build_it_once(tmp_path):
-    """The first builds; the second says it waits, then reads the first one's entry."""
-    first = _builder(tmp_path, 3)
-    while not list(tmp_path.glob(".entry.partial-*/started")):
+def _wait_for(condition, timeout=60):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
         time.sleep(0.05)
-    second = _builder(tmp_path, 3)
+
+
+def test_two_processes_that_need_the_same_entry_build_it_once(tmp_path):
+    """The first builds; the second says it waits (seen before the first may finish), then
+    reads the first one's entry."""
+    first = _builder(tmp_path)
+    _wait_for(lambda: list(tmp_path.glob(".entry.partial-*/started")))
+    second = _builder(tmp_path)
+    line = second.stdout.readline()               # blocks until the second process says something
+    assert "another process is building the test entry; waiting" in line, line
+    (tmp_path / "go").write_text("")
     out1, out2 = first.communicate(timeout=60)[0], second.communicate(timeout=60)[0]
     assert "done weights" in out1 and "done weights" in out2, (out1, out2)
-    assert "another process is building the test entry; waiting" in out2, out2
     assert (tmp_path / "log").read_text().count("built") == 1
     assert cache.is_complete(tmp_path / "entry") and not list(tmp_path.glob(".entry.partial-*"))
 
@@ -97,13 +108,13 @@ def test_two_processes_that_need_the_same_entry_build_it_once(tmp_path):
 def test_a_build_killed_halfway_leaves_nothing_that_is_loaded_and_no_partial_folders(tmp_path, sig):
     import signal
 
-    proc = _builder(tmp_path, 30)
-    while not list(tmp_path.glob(".entry.partial-*/started")):
-        time.sleep(0.05)
+    proc = _builder(tmp_path)
+    _wait_for(lambda: list(tmp_path.glob(".entry.partial-*/started")))
     proc.send_signal(getattr(signal, sig))
     proc.wait(timeout=30)
     assert not cache.is_complete(tmp_path / "entry")
-    again = _builder(tmp_path, 0)
+    (tmp_path / "go").write_text("")
+    again = _builder(tmp_path)
     assert "done weights" in again.communicate(timeout=60)[0]
     assert cache.is_complete(tmp_path / "entry")
     assert not list(tmp_path.glob(".entry.partial-*")), "a partial folder of the killed build is left"
