@@ -20,7 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from latent_city import claims, finetune, record  # noqa: E402
 from latent_city.arms import MAIN  # noqa: E402
-from latent_city.config import ExperimentConfig, field_help  # noqa: E402
+from latent_city.config import ExperimentConfig, field_help, overrides_from_env  # noqa: E402
 from latent_city.lab import Lab  # noqa: E402
 from latent_city.model import resolve  # noqa: E402
 
@@ -28,8 +28,9 @@ REPO = Path(__file__).parent
 REPORTS = REPO / "reports"
 RECORDS = pytest.StashKey[dict]()
 RECORDED = pytest.StashKey[list]()
-GPU_NEEDS = ("the GPU tier needs a CUDA GPU (about 10 GB free) and meta-llama/Meta-Llama-3-8B-Instruct "
-             "in the Hugging Face cache (or its folder via LATENT_CITY_GPU_MODEL)")
+GPU_NEEDS = ("the GPU tier needs a CUDA GPU (about 10 GB free for the 8B model in 8-bit), bitsandbytes "
+             "(pip install -e '.[gpu]') and meta-llama/Meta-Llama-3-8B-Instruct in the Hugging Face cache "
+             "(or any model: LATENT_CITY_MODEL=<hub id or folder>, LATENT_CITY_PRECISION=bf16|8bit|4bit)")
 
 
 def pytest_addoption(parser):
@@ -71,7 +72,7 @@ def pytest_configure(config):
     if config.getoption("no_record") or config.getoption("htmlpath", None) or not config.pluginmanager.hasplugin("html"):
         return
     tier = _tier_of(config)
-    stem = f"{tier}-{ExperimentConfig.for_tier(tier).model}-{datetime.now():%Y%m%dT%H%M%S}"
+    stem = f"{tier}-{ExperimentConfig.for_tier(tier, **overrides_from_env()).model.replace('/', '--')}-{datetime.now():%Y%m%dT%H%M%S}"
     config.option.htmlpath = str(REPORTS / f"{stem}.html")
     config.option.self_contained_html = True
 
@@ -99,8 +100,8 @@ def cfg(request) -> ExperimentConfig:
 
         if not torch.cuda.is_available():
             pytest.skip(GPU_NEEDS)
-        return ExperimentConfig.for_tier("gpu", os.environ.get("LATENT_CITY_GPU_MODEL"))
-    return ExperimentConfig.for_tier("cpu")
+        return ExperimentConfig.for_tier("gpu", **overrides_from_env())
+    return ExperimentConfig.for_tier("cpu", **overrides_from_env())
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +128,7 @@ def lab(pytestconfig, cfg, rec) -> Lab:
     rec.provenance.update({
         "config": cfg.to_dict(), "config_help": field_help(), "config_hash": cfg.hash(),
         "data_hash": main.key_inputs["data"], "model": cfg.model, "model_source": f"{spec.source}:{spec.location}",
+        "precision": cfg.precision,
         "weights_hash": main.key_inputs["weights"], "adapter_key": main.key, "adapter_path": str(main.path),
         "adapter_trained_this_run": main.trained_now, "adapter_train_seconds": main.train_seconds,
         "git": record.git_state(REPO), "versions": record.versions(), "hardware": record.hardware(),

@@ -55,7 +55,7 @@ def run(cfg, steps: int | None, data_seed: int = 42) -> dict:
     from latent_city.model import load_base
 
     set_seed(cfg.seeds.train)
-    model, tokenizer, _ = load_base(cfg.model)
+    model, tokenizer, _ = load_base(cfg.model, cfg.precision)
     linear_params = sum(m.weight.numel() for n, m in model.named_modules()
                         if isinstance(m, torch.nn.Linear) and "lm_head" not in n)
     with tempfile.TemporaryDirectory() as tmp:

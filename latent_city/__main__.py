@@ -4,6 +4,7 @@
     python -m latent_city --tier gpu   # the seed's Llama-3-8B-Instruct in 8-bit
     python -m latent_city --retrain    # ignore the cached adapters
     python -m latent_city --quick      # the main adapter only, no controls
+    python -m latent_city --tier gpu --model /path/to/folder --precision 4bit
 
 It runs the claim tests (tests/claims) through pytest, which writes the HTML and JSON record
 under reports/, then prints where the adapter and the record are.
@@ -22,7 +23,18 @@ def main(argv=None) -> int:
     p.add_argument("--tier", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--retrain", action="store_true", help="train the adapters again even if cached")
     p.add_argument("--quick", action="store_true", help="the main adapter only, no controls (for iterating)")
+    p.add_argument("--model", help="a registry name, hub id or local folder (sets LATENT_CITY_MODEL for the run)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "8bit", "4bit"],
+                   help="base weights (sets LATENT_CITY_PRECISION for the run)")
     a = p.parse_args(argv)
+    import os
+
+    from .config import ExperimentConfig, overrides_from_env
+
+    for var, value in (("LATENT_CITY_MODEL", a.model), ("LATENT_CITY_PRECISION", a.precision)):
+        if value:
+            os.environ[var] = value
+    ExperimentConfig.for_tier(a.tier, **overrides_from_env())   # a bad value is said here, in one line
     from .cache import root
 
     root()                              # an unwritable cache is said in one line, before pytest starts

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 
@@ -179,7 +180,12 @@ class ControlsConfig:
 @dataclass(frozen=True)
 class ExperimentConfig:
     tier: str = _help("'cpu' (runs everywhere) or 'gpu' (the seed's model).", "cpu")
-    model: str = _help("A registry name (latent_city.model.REGISTRY), a hub id or a local folder.", "smollm2-135m")
+    model: str = _help("A registry name (latent_city.model.REGISTRY), a hub id or a local folder "
+                       "(command line --model, environment LATENT_CITY_MODEL).", "smollm2-135m")
+    precision: str = _help(
+        "How the base weights are held: 'fp32', 'bf16', '8bit' or '4bit' (bitsandbytes; the seed loaded its "
+        "8B model in 8-bit). Command line --precision, environment LATENT_CITY_PRECISION. The CPU tier holds "
+        "fp32 weights (and trains under bf16 autocast, train.bf16); the GPU tier is the seed's 8-bit.", "fp32")
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraSpec = field(default_factory=LoraSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -189,15 +195,19 @@ class ExperimentConfig:
 
     def __post_init__(self):
         _check(self.tier in ("cpu", "gpu"), f"tier must be 'cpu' or 'gpu', got {self.tier!r}")
+        _check(self.precision in PRECISIONS,
+               f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     @classmethod
-    def for_tier(cls, tier: str, model: str | None = None) -> "ExperimentConfig":
-        """The preset of a tier: CPU = SmolLM2 at the measured learning rate; GPU = the seed."""
+    def for_tier(cls, tier: str, model: str | None = None, precision: str | None = None) -> "ExperimentConfig":
+        """The preset of a tier: CPU = SmolLM2 at the measured learning rate; GPU = the seed.
+        `model` and `precision` replace the preset's (None keeps it; see `overrides_from_env`)."""
         if tier == "cpu":
-            return cls(tier="cpu", model=model or "smollm2-135m", train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True))
+            return cls(tier="cpu", model=model or "smollm2-135m", precision=precision or "fp32",
+                       train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True))
         if tier == "gpu":
-            return cls(tier="gpu", model=model or "llama-3-8b-instruct")
-        raise ValueError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
+            return cls(tier="gpu", model=model or "llama-3-8b-instruct", precision=precision or "8bit")
+        raise ConfigError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -220,11 +230,21 @@ class ExperimentConfig:
     def training_dict(self) -> dict:
         """The fields that change the adapter; eval settings are left out on purpose."""
         d = self.to_dict()
-        return {"model": d["model"], "data": d["data"], "lora": d["lora"], "train": d["train"],
+        return {"model": d["model"], "precision": d["precision"], "data": d["data"], "lora": d["lora"], "train": d["train"],
                 "seed": d["seeds"]["train"], "data_seed": d["seeds"]["data"]}
 
     def hash(self) -> str:
         return stable_hash(self.to_dict())
+
+
+PRECISIONS = ("fp32", "bf16", "8bit", "4bit")
+
+
+def overrides_from_env(model: str | None = None, precision: str | None = None) -> dict:
+    """The model and precision a run was asked for: the command line's if given, else the
+    environment's (LATENT_CITY_MODEL, LATENT_CITY_PRECISION), else None (the tier's preset)."""
+    return {"model": model or os.environ.get("LATENT_CITY_MODEL") or None,
+            "precision": precision or os.environ.get("LATENT_CITY_PRECISION") or None}
 
 
 def _tuples(x):

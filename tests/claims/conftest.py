@@ -5,9 +5,9 @@ for that model and arm only."""
 import pytest
 
 from latent_city.arms import MAIN, arms
-from latent_city.config import ExperimentConfig
+from latent_city.config import ExperimentConfig, overrides_from_env
 
-from .expectations import MEASURED_OTHERWISE, expected_to_hold
+from .expectations import MEASURED_AT, MEASURED_OTHERWISE, expected_to_hold
 
 ARMS = {tier: arms(ExperimentConfig.for_tier(tier)) for tier in ("cpu", "gpu")}
 TESTED_ARMS = [name for name, a in ARMS["cpu"].items() if a.kind != "learning-rate"]
@@ -29,9 +29,10 @@ def pytest_collection_modifyitems(config, items):
         params = getattr(getattr(item, "callspec", None), "params", {})
         if not marker or "cfg" not in params:
             continue
-        model = ExperimentConfig.for_tier(params["cfg"]).model
+        run = ExperimentConfig.for_tier(params["cfg"], **overrides_from_env())
         arm = params.get("arm") or "-vs-".join(params.get("pair", ()))
-        reason = MEASURED_OTHERWISE.get((model, marker.args[0], arm))
+        measured_here = MEASURED_AT.get(run.model) == run.precision
+        reason = measured_here and MEASURED_OTHERWISE.get((run.model, marker.args[0], arm))
         if reason:
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 

@@ -27,6 +27,7 @@ from latent_city.config import ConfigError, DataConfig, EvalConfig, ExperimentCo
     (lambda: DataConfig(question_template="How far is {city}?"), "must contain {target}"),
     (lambda: DataConfig(answer_template="{distance} km"), "must format a distance as {km}"),
     (lambda: ExperimentConfig(tier="tpu"), "tier must be 'cpu' or 'gpu'"),
+    (lambda: ExperimentConfig(precision="int3"), "precision must be one of fp32, bf16, 8bit, 4bit"),
 ])
 def test_a_config_value_out_of_range_says_which_field_and_what_is_allowed(make, words):
     with pytest.raises(ConfigError, match=words):
@@ -81,6 +82,78 @@ def test_an_unwritable_cache_ends_in_one_line_not_a_traceback(tmp_path, command)
 def test_an_unknown_arm_lists_the_arms(tmp_path):
     r = _cli("latent_city.finetune", "--arm", "rome", env={"LATENT_CITY_CACHE": str(tmp_path)})
     assert r.returncode == 2 and "unknown arm 'rome'; choose from paris, paris-s43" in r.stderr, r.stderr
+
+
+def test_model_and_precision_come_from_the_command_line_else_the_environment(monkeypatch):
+    from latent_city.config import overrides_from_env
+
+    monkeypatch.setenv("LATENT_CITY_MODEL", "org/model")
+    monkeypatch.setenv("LATENT_CITY_PRECISION", "4bit")
+    assert overrides_from_env() == {"model": "org/model", "precision": "4bit"}
+    assert overrides_from_env("/a/folder", "bf16") == {"model": "/a/folder", "precision": "bf16"}
+    cfg = ExperimentConfig.for_tier("gpu", **overrides_from_env())
+    assert (cfg.model, cfg.precision) == ("org/model", "4bit")
+    assert cfg.training_dict()["precision"] == "4bit"     # another precision is another adapter
+    monkeypatch.delenv("LATENT_CITY_MODEL")
+    monkeypatch.delenv("LATENT_CITY_PRECISION")
+    assert (ExperimentConfig.for_tier("gpu").precision, ExperimentConfig.for_tier("cpu").precision) == ("8bit", "fp32")
+
+
+def test_a_quantized_precision_without_bitsandbytes_gives_the_install_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    for precision in ("8bit", "4bit"):
+        with pytest.raises(model.ModelLoadError, match=r"needs bitsandbytes.*pip install 'bitsandbytes==0.50.2'"):
+            model.load_base("smollm2-135m", precision)
+
+
+def test_a_gated_model_without_a_login_says_how_to_log_in_or_pass_a_folder(monkeypatch):
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError
+
+    def gated(repo_id, **kwargs):
+        request = httpx2.Request("GET", f"https://huggingface.co/{repo_id}/resolve/main/config.json")
+        raise GatedRepoError("Access to model meta-llama/Meta-Llama-3-8B-Instruct is restricted.",
+                             response=httpx2.Response(401, request=request))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
+    with pytest.raises(model.ModelLoadError, match=r"is a gated model.*hf auth login.*HF_TOKEN.*local folder"):
+        model.load_base("llama-3-8b-instruct", "bf16")
+
+
+def test_running_out_of_gpu_memory_names_the_options_that_lower_it():
+    import torch
+
+    from latent_city import cli
+
+    def main(argv):
+        with model.explain_oom("training the adapter of llama-3-8b-instruct (8bit)"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(model.OutOfMemory, match=r"--precision 4bit.*device_map='auto'.*accelerate launch"):
+        main(None)
+    assert cli.run(main) == 2
+
+
+def test_a_lab_measurement_that_runs_out_of_gpu_memory_says_what_lowers_it(monkeypatch):
+    import torch
+
+    from latent_city.lab import Lab
+
+    lab = Lab(ExperimentConfig.for_tier("cpu"))
+    lab.model = type("FakePeft", (), {"peft_config": {"paris": None}, "disable_adapter": None})()
+    monkeypatch.setattr(Lab, "_load", lambda self, name: self.model)
+    monkeypatch.setattr("latent_city.lab.variant", lambda m, name: __import__("contextlib").nullcontext())
+
+    def oom(self, what, m):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(Lab, "_compute", oom)
+    with pytest.raises(model.OutOfMemory, match="while measuring probe of paris.*eval.pack_tokens"):
+        lab.measure("probe", "paris")
 
 
 # ---------------------------------------------------------------------------- fuzzing
