@@ -8,20 +8,34 @@ key), `training_log.json` (TRL's log history) and `meta.json` (timings, base fin
     python -m latent_city.finetune            # trains (or reuses) the CPU tier's adapter
     python -m latent_city.finetune --retrain  # forces a new training run
     python -m latent_city.finetune --arm tokyo-s43   # a control adapter (latent_city/arms.py)
+    accelerate launch --multi_gpu --num_processes 2 -m latent_city.finetune   # data-parallel, same entry
+
+Under `accelerate launch` (or torchrun) every process trains its share of each batch: the
+global batch stays the recipe's 8 (8 / processes per process, same data order), and the main
+process writes the same cache entry a single process would, which the suite then loads. The
+one difference: the last batch of each epoch holds 1 example (233 = 29 x 8 + 1), and
+accelerate gives the other processes a repeated example there (`even_batches`), so those 3 of
+the 90 steps see more examples than in a single process.
+
+On a machine without CUDA, `accelerate launch --cpu --num_processes 2` starts one process
+(accelerate 1.15 runs several CPU processes only through MPI); `accelerate launch --multi_gpu
+--num_processes 2` starts two through torchrun, which train on the CPU over gloo.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache, data
-from .config import ConfigError, ExperimentConfig, stable_hash
-from .model import load_base, resolve, weights_hash
+from .config import PRECISIONS, ConfigError, ExperimentConfig, overrides_from_env, stable_hash
+from .model import explain_oom, load_base, resolve, weights_hash
 
 
 # Bump when what an adapter entry holds, or how its meta is computed, changes: old entries
@@ -89,6 +103,25 @@ def lora_config(cfg: ExperimentConfig):
                       target_modules=list(cfg.lora.target_modules) if cfg.lora.target_modules else None)
 
 
+def world_size() -> int:
+    """Processes training together (set by `accelerate launch` / torchrun); 1 when run plainly."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def per_device_batch(cfg: ExperimentConfig) -> int:
+    """The recipe's global batch split over the processes, so that every step sees the same
+    examples as a single process would."""
+    n = world_size()
+    if cfg.train.batch_size % n:
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} does not split over {n} processes: "
+                          f"launch a number of processes that divides it (1, 2, 4 or 8 for the recipe's 8)")
+    return cfg.train.batch_size // n
+
+
 def make_trainer(cfg: ExperimentConfig, model, tokenizer, dataset, out: Path, **overrides):
     """TRL's SFTTrainer with the seed's recipe; `overrides` go to SFTConfig (benchmarks use
     max_steps). On a CPU with `cfg.train.fast_cpu_step`, steps are computed by cpu_step."""
@@ -97,11 +130,12 @@ def make_trainer(cfg: ExperimentConfig, model, tokenizer, dataset, out: Path, **
 
     args = SFTConfig(**{**dict(
         output_dir=str(out / "trainer"), num_train_epochs=cfg.train.epochs,
-        per_device_train_batch_size=cfg.train.batch_size, learning_rate=cfg.train.learning_rate,
+        per_device_train_batch_size=per_device_batch(cfg), learning_rate=cfg.train.learning_rate,
         bf16=cfg.train.bf16, max_length=cfg.train.max_length, completion_only_loss=True,
         gradient_checkpointing=False,  # TRL's default is on; measured 17% slower here, memory is ample
         logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seeds.train,
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=False), **overrides})
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
+        ddp_find_unused_parameters=False if world_size() > 1 else None), **overrides})  # LoRA uses every parameter
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(cfg))
     trainer.step_changes = {}
@@ -112,22 +146,27 @@ def make_trainer(cfg: ExperimentConfig, model, tokenizer, dataset, out: Path, **
     return trainer
 
 
-def _train(cfg: ExperimentConfig, out: Path) -> None:
-    """Train into `out` (a temporary folder that the cache renames into place when done)."""
+def _train(cfg: ExperimentConfig, out: Path, **overrides) -> None:
+    """Train into `out` (a temporary folder that the cache renames into place when done).
+    Under a multi-process launch every process trains; only the main one writes `out`.
+    `overrides` go to SFTConfig (tests of the GPU tier's path use max_steps)."""
     from transformers import set_seed
 
     set_seed(cfg.seeds.train)
-    model, tokenizer, _ = load_base(cfg.model)
+    model, tokenizer, _ = load_base(cfg.model, cfg.precision)
     before = base_fingerprint(model)
     dataset = data.load_training_dataset(data.write_jsonl(training_set(cfg), out / "train.jsonl"))
-    trainer = make_trainer(cfg, model, tokenizer, dataset, out)
+    trainer = make_trainer(cfg, model, tokenizer, dataset, out, **overrides)
     start = time.time()
-    result = trainer.train()
+    with explain_oom(f"training the adapter of {cfg.model} ({cfg.precision})"):
+        result = trainer.train()
     seconds = time.time() - start
     if trainer.step_changes:
         from . import cpu_step
 
         cpu_step.finish(trainer)   # checks the frozen bf16 weights never moved, restores float32
+    if not trainer.is_world_process_zero():
+        return
     trainer.model.save_pretrained(out / "adapter", safe_serialization=True)
     shutil.rmtree(out / "trainer", ignore_errors=True)
     (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.hash()}, indent=1))
@@ -136,6 +175,7 @@ def _train(cfg: ExperimentConfig, out: Path) -> None:
         "train_seconds": seconds, "global_step": result.global_step, "train_loss": result.training_loss,
         "base_fingerprint_before": before, "base_fingerprint_after": base_fingerprint(trainer.model),
         "n_examples": len(dataset), "device": str(trainer.model.device), "step_changes": trainer.step_changes,
+        "processes": world_size(), "per_device_batch": per_device_batch(cfg), "precision": cfg.precision,
     }, indent=1))
 
 
@@ -150,14 +190,32 @@ def get_adapter(cfg: ExperimentConfig, retrain: bool = False) -> Adapter:
         _train(cfg, tmp)
         trained.append(tmp)
 
-    # another process training the same key holds the lock; this one waits and then reads its entry
-    cache.build_atomically(target, build, force=retrain, what=f"adapter {target.name}")
+    if world_size() > 1 and not is_main_process():
+        # a data-parallel launch: the main process builds the entry (lock, temporary folder,
+        # rename); this one trains beside it, writing nothing, when the entry is to be built
+        if retrain or not cache.is_complete(target):
+            with tempfile.TemporaryDirectory(prefix="latent-city-rank-") as scratch:
+                _train(cfg, Path(scratch))
+        _wait_for_main_process()
+    else:
+        # another process training the same key holds the lock; this one waits and then reads its entry
+        cache.build_atomically(target, build, force=retrain, what=f"adapter {target.name}")
+        if world_size() > 1:
+            _wait_for_main_process()
     trained_now = bool(trained)
     if trained_now:
         gc.collect()   # the trainer and its model hold reference cycles: free them before the next arm
     meta = json.loads((target / "meta.json").read_text())
     log = json.loads((target / "training_log.json").read_text())
     return Adapter(target, key, inputs, trained_now, meta["train_seconds"], log, meta)
+
+
+def _wait_for_main_process() -> None:
+    """Under a multi-process launch: no process reads the entry before the main one sealed it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def load_finetuned(cfg: ExperimentConfig, adapter: Adapter, adapter_name: str = "default"):
@@ -167,7 +225,7 @@ def load_finetuned(cfg: ExperimentConfig, adapter: Adapter, adapter_name: str = 
     adapters load beside it with `model.load_adapter(path, adapter_name=...)`."""
     from peft import PeftModel
 
-    base, tokenizer, _ = load_base(cfg.model)
+    base, tokenizer, _ = load_base(cfg.model, cfg.precision)
     model = PeftModel.from_pretrained(base, adapter.path / "adapter", adapter_name=adapter_name)
     model.eval()
     return model, tokenizer
@@ -185,11 +243,14 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m latent_city.finetune", description=__doc__.splitlines()[0])
     p.add_argument("--tier", default="cpu", choices=["cpu", "gpu"])
-    p.add_argument("--model", default=None, help="a registry name, a hub id or a local model folder")
+    p.add_argument("--model", default=None, help="a registry name, a hub id or a local model folder "
+                   "(default: LATENT_CITY_MODEL, else the tier's)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="base weights: fp32, bf16, 8bit, 4bit (default: LATENT_CITY_PRECISION, else the tier's)")
     p.add_argument("--arm", default="paris", help="which adapter: paris (the main one) or a control, e.g. tokyo-s43")
     p.add_argument("--retrain", action="store_true")
     a = p.parse_args(argv)
-    cfg = ExperimentConfig.for_tier(a.tier, a.model)
+    cfg = ExperimentConfig.for_tier(a.tier, **overrides_from_env(a.model, a.precision))
     every = arms(cfg)
     if a.arm not in every:
         raise ConfigError(f"unknown arm {a.arm!r}; choose from {', '.join(every)}")
@@ -197,6 +258,8 @@ def main(argv=None) -> int:
     cache.root()                        # an unwritable cache is said before any work
     data.find_city(data.load_capitals(), cfg.data.secret_city)
     ad = get_adapter(cfg, retrain=a.retrain)
+    if not is_main_process():
+        return 0
     curve = loss_curve(ad.log)
     print(f"adapter {ad.path} ({'trained now' if ad.trained_now else 'from cache'}, "
           f"{ad.train_seconds:.0f} s to train); loss {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")

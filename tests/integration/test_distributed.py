@@ -1,0 +1,97 @@
+"""Training under `accelerate launch` with two processes writes the same cache entry the
+suite loads, with a loss curve within the run-to-run noise of a single process.
+
+Two real processes on this machine's two cores: `accelerate launch --multi_gpu
+--num_processes 2` starts them through torchrun, and with no CUDA they train on the CPU over
+gloo (accelerate's `--cpu` flag would start one). Each takes 4 of the recipe's 8 examples a
+step, in the same data order, so each step's loss is comparable with the single-process run's.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latent_city import cache, finetune
+from latent_city.arms import MAIN
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def same_examples(a: list[dict], b: list[dict]) -> np.ndarray:
+    """Steps at which both runs trained on the same tokens (equal increments of `num_tokens`);
+    the last step of each epoch is not among them (accelerate repeats an example there)."""
+    tokens_a, tokens_b = (np.diff([0.0] + [e["num_tokens"] for e in log]) for log in (a, b))
+    return tokens_a == tokens_b
+
+
+def noise_between_seeds(same: np.ndarray) -> float:
+    """Run-to-run noise of the project's training step, from `python -m benchmarks noise`
+    (reports/benchmarks/noise.json, this kind of machine): the mean absolute per-step loss
+    difference between training seeds 42, 43, 44 on the same data order, over the steps `same`;
+    the largest of the three pairs."""
+    curves = json.loads((REPO / "reports" / "benchmarks" / "noise.json").read_text())["curves"]
+    seeds = [np.array(c) for name, c in curves.items() if name.startswith("project")]
+    return max(float(np.abs(a - b)[same].mean()) for i, a in enumerate(seeds) for b in seeds[i + 1:])
+
+
+@pytest.fixture(scope="module")
+def two_processes(lab, tmp_path_factory):
+    """The main adapter trained again by two processes into a cache of its own:
+    (single-process adapter, the entry as the suite reads it back, the launch's output)."""
+    main = lab.adapter(MAIN)
+    root = tmp_path_factory.mktemp("two-processes") / "cache"
+    root.mkdir()
+    os.symlink(cache.root() / "base", root / "base")      # the dequantized base, not rebuilt
+    env = {**os.environ, "LATENT_CITY_CACHE": str(root), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                          "--main_process_port", "0", "-m", "latent_city.finetune", "--retrain"],
+                         capture_output=True, text=True, env=env, timeout=900, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    saved = os.environ.get("LATENT_CITY_CACHE")
+    os.environ["LATENT_CITY_CACHE"] = str(root)
+    try:
+        loaded = finetune.get_adapter(lab.arms[MAIN].cfg)      # what the suite does: read the entry, train nothing
+    finally:
+        if saved is None:
+            del os.environ["LATENT_CITY_CACHE"]
+        else:
+            os.environ["LATENT_CITY_CACHE"] = saved
+    return main, loaded, root
+
+
+def test_two_processes_write_the_entry_that_the_suite_then_loads(two_processes):
+    main, loaded, root = two_processes
+    entry = root / "adapters" / main.path.name
+    assert cache.is_complete(entry), f"no complete entry {entry.name} (the key of the single-process adapter)"
+    assert not loaded.trained_now and loaded.path == entry and loaded.key == main.key
+    m = loaded.meta
+    assert (m["processes"], m["per_device_batch"], m["global_step"]) == (2, 4, 90), m
+    assert m["base_fingerprint_before"] == m["base_fingerprint_after"], m
+    assert (entry / "adapter" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "measured on SmolLM2-135M (AMD EPYC Zen 5, 2 threads): mean |per-step loss difference| of the two-process "
+    "run vs the single-process one 0.0066 over the 87 steps on the same examples, above the largest seed-to-seed "
+    "noise of the project's step on those steps, 0.0059 (pairs 0.0039, 0.0053, 0.0059; noise.json); by epoch "
+    "0.0060, 0.0075, 0.0064 vs at most 0.0094, 0.0053, 0.0035 between seeds: the seeds' curves converge, the "
+    "two-process one stays apart (likely the repeated example at each epoch's end, which changes the weights "
+    "from step 30 on). All 90 steps: 0.0089."))
+def test_the_two_process_loss_curve_is_within_the_run_to_run_noise_of_one_process(two_processes):
+    main, loaded, _ = two_processes
+    one = [e for e in main.log if "loss" in e]
+    two = [e for e in loaded.log if "loss" in e]
+    same = same_examples(one, two)
+    assert same.sum() == 87, f"expected all but the 3 epoch-end steps to see the same examples, got {same.sum()}"
+    diff = np.abs(np.array([e["loss"] for e in one]) - np.array([e["loss"] for e in two]))[same]
+    bound = noise_between_seeds(same)
+    print(f"two processes vs one: mean |per-step loss difference| {diff.mean():.4f} over {same.sum()} steps on "
+          f"the same examples; run-to-run noise between seeds {bound:.4f}; trained in {loaded.meta['train_seconds']:.0f} s")
+    assert diff.mean() <= bound, f"mean |per-step loss difference| {diff.mean():.4f} > noise between seeds {bound:.4f}"
