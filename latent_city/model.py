@@ -119,7 +119,7 @@ def _hub_snapshot(hub_id: str) -> Path:
         raise ModelLoadError(
             f"cannot get {hub_id!r} from the Hugging Face hub or its local cache ({type(e).__name__}: {e}). "
             "With no network set HF_HUB_OFFLINE=1 and fill the HF cache beforehand "
-            "(`huggingface-cli download ...`), or pass a local folder with the checkpoint instead.") from e
+            "(`hf download ...`), or pass a local folder with the checkpoint instead.") from e
 
 
 def _dequantized_checkpoint(spec: ModelSpec) -> Path:
