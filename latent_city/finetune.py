@@ -30,6 +30,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from .model import explain_oom, load_base, resolve, weights_hash
 
 # Bump when what an adapter entry holds, or how its meta is computed, changes: old entries
 # then get a new key and are retrained instead of being read with the wrong meaning.
-ENTRY_FORMAT = 2
+ENTRY_FORMAT = 3
 
 
 @dataclass
@@ -176,6 +177,7 @@ def _train(cfg: ExperimentConfig, out: Path, **overrides) -> None:
         "base_fingerprint_before": before, "base_fingerprint_after": base_fingerprint(trainer.model),
         "n_examples": len(dataset), "device": str(trainer.model.device), "step_changes": trainer.step_changes,
         "processes": world_size(), "per_device_batch": per_device_batch(cfg), "precision": cfg.precision,
+        "entry_format": ENTRY_FORMAT,
     }, indent=1))
 
 
@@ -202,6 +204,12 @@ def get_adapter(cfg: ExperimentConfig, retrain: bool = False) -> Adapter:
         cache.build_atomically(target, build, force=retrain, what=f"adapter {target.name}")
         if world_size() > 1:
             _wait_for_main_process()
+    stored = json.loads((target / "meta.json").read_text()).get("entry_format")
+    if stored != ENTRY_FORMAT and is_main_process():
+        # the key hashes ENTRY_FORMAT, so only a copied or hand-placed entry gets here
+        warnings.warn(f"latent_city: cache entry {target} was written in entry format {stored}, this version reads "
+                      f"{ENTRY_FORMAT}; rebuilding it", stacklevel=2)
+        cache.build_atomically(target, build, force=True, what=f"adapter {target.name}")
     trained_now = bool(trained)
     if trained_now:
         gc.collect()   # the trainer and its model hold reference cycles: free them before the next arm

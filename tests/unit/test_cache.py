@@ -1,6 +1,7 @@
 """The cache writes atomically and trusts only complete, unaltered entries."""
 
 import os
+import shutil
 
 import pytest
 
@@ -149,3 +150,41 @@ def test_a_damaged_entry_is_rebuilt_with_a_warning_that_says_what_is_wrong(tmp_p
     with pytest.warns(UserWarning, match=words):
         cache.build_atomically(target, lambda tmp: (tmp / "w.bin").write_bytes(b"rebuilt"))
     assert cache.is_complete(target) and (target / "w.bin").read_bytes() == b"rebuilt"
+
+
+def test_an_adapter_entry_of_another_format_version_is_rebuilt_with_a_warning_never_loaded(tmp_path, monkeypatch):
+    """Two ways an older entry can meet this version: under its own key (ENTRY_FORMAT is
+    hashed into the key, so it is simply never looked up) or copied under the current key
+    (its meta says its format: it is rebuilt, with a warning)."""
+    import json
+
+    from latent_city import finetune
+    from latent_city.config import ExperimentConfig
+
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    cfg = ExperimentConfig.for_tier("cpu")
+    trained = []
+
+    def fake_train(c, out, fmt=finetune.ENTRY_FORMAT):
+        trained.append(fmt)
+        for name in ("training_log.json", "config.json"):
+            (out / name).write_text("[]")
+        (out / "meta.json").write_text(json.dumps({"train_seconds": 1.0, "entry_format": fmt}))
+
+    older = finetune.ENTRY_FORMAT - 1
+    monkeypatch.setattr(finetune, "_train", lambda c, out: fake_train(c, out, fmt=older))
+    monkeypatch.setattr(finetune, "ENTRY_FORMAT", older)
+    old = finetune.get_adapter(cfg)
+    monkeypatch.undo()
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(finetune, "_train", fake_train)
+    new = finetune.get_adapter(cfg)
+    assert new.path != old.path and new.trained_now and cache.is_complete(old.path)
+
+    # the old entry copied under the current key, sealed as if it belonged there
+    shutil.rmtree(new.path)
+    shutil.copytree(old.path, new.path)
+    trained.clear()
+    with pytest.warns(UserWarning, match=f"entry format {older}, this version reads"):
+        again = finetune.get_adapter(cfg)
+    assert trained == [finetune.ENTRY_FORMAT] and again.meta["entry_format"] == finetune.ENTRY_FORMAT
