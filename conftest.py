@@ -38,7 +38,8 @@ def pytest_addoption(parser):
     g.addoption("--retrain", action="store_true", help="train the adapter again even if it is cached")
     g.addoption("--no-record", action="store_true", help="write no HTML/JSON experiment record under reports/")
     g.addoption("--quick", action="store_true",
-                help="the main adapter only: skip the tests that need control adapters (for iterating)")
+                help="the main adapter only: skip the tests that need control adapters or train through "
+                     "another code path (for iterating)")
 
 
 def _tier_of(config) -> str:
@@ -53,7 +54,8 @@ def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        needs_controls = params.get("arm", MAIN) != MAIN or "pair" in params or item.get_closest_marker("controls")
+        needs_controls = (params.get("arm", MAIN) != MAIN or "pair" in params or item.get_closest_marker("controls")
+                          or item.get_closest_marker("paths"))
         (drop if needs_controls else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

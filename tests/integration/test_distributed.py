@@ -21,6 +21,7 @@ from latent_city import cache, finetune
 from latent_city.arms import MAIN
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.paths
 
 
 def same_examples(a: list[dict], b: list[dict]) -> np.ndarray:

@@ -20,6 +20,7 @@ from latent_city.config import ExperimentConfig
 from latent_city.model import chat_prompt, load_base, variant
 
 pytest.importorskip("bitsandbytes", reason="the GPU tier's path needs bitsandbytes: pip install -e '.[gpu]'")
+pytestmark = pytest.mark.paths
 STEPS = 3
 
 
