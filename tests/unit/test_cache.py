@@ -61,9 +61,12 @@ import textwrap  # noqa: E402
 import time  # noqa: E402
 
 BUILDER = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
     from latent_city import cache
+    # as in a terminal: a process started in the background by a shell ignores SIGINT, and Python
+    # then installs no handler, so Ctrl-C is restored here for the test's SIGINT to mean Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     target, log = Path(sys.argv[1]), Path(sys.argv[2])
     def build(tmp):
         with open(log, "a") as f:
