@@ -19,12 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
+    from .config import PRECISIONS
+
     p = argparse.ArgumentParser(prog="python -m latent_city", description=__doc__.splitlines()[0])
     p.add_argument("--tier", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--retrain", action="store_true", help="train the adapters again even if cached")
     p.add_argument("--quick", action="store_true", help="the main adapter only, no controls (for iterating)")
     p.add_argument("--model", help="a registry name, hub id or local folder (sets LATENT_CITY_MODEL for the run)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "8bit", "4bit"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="base weights (sets LATENT_CITY_PRECISION for the run)")
     a = p.parse_args(argv)
     import os
