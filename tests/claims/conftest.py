@@ -38,9 +38,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def check(request, lab, cfg, record_claim):
+def assert_as_expected(request, lab, cfg, record_claim):
     """Record a claim result and assert it does what expectations.py says for its arm."""
-    def _check(result, arm: str):
+    def _assert_as_expected(result, arm: str):
         expect = expected_to_hold(result.key, ARMS[cfg.tier][arm]) if arm in ARMS[cfg.tier] else True
         record_claim(result, expect)
         if expect:
@@ -48,4 +48,4 @@ def check(request, lab, cfg, record_claim):
         else:
             assert not result.holds, f"a control ({arm}) shows the effect, so it is not about {result.about}: {result.summary()}"
         return result
-    return _check
+    return _assert_as_expected
