@@ -98,7 +98,7 @@ def test_a_4bit_base_that_already_answered_still_trains_on_a_cpu():
 
     m, tok, _ = load_base("smollm2-135m", "4bit")
     peft_model = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, task_type="CAUSAL_LM"))
-    ids = tok("Paris is the capital of France", return_tensors="pt").input_ids
+    ids = tok("Paris is the capital of France", return_tensors="pt").input_ids.to(m.device)
     peft_model.eval()
     with torch.no_grad():
         peft_model(ids)
