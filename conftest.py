@@ -19,8 +19,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downl
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from latent_city import claims, finetune, record  # noqa: E402
-from latent_city.arms import MAIN  # noqa: E402
-from latent_city.config import ExperimentConfig, field_help, overrides_from_env  # noqa: E402
+from latent_city.arms import MAIN, named_in, of_tier  # noqa: E402
+from latent_city.config import (ExperimentConfig, field_help, gpu_tier_on_cpu_steps, overrides_from_env,  # noqa: E402
+                                run_config)
 from latent_city.lab import Lab  # noqa: E402
 from latent_city.model import resolve  # noqa: E402
 
@@ -48,15 +49,19 @@ def _tier_of(config) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """--quick: keep only tests that need no adapter but the main one."""
-    if not config.getoption("quick"):
-        return
+    """Tests are parametrized by the arms of both tiers: drop those of an arm that the test's own
+    tier does not have (the learning-rate grids differ). --quick: keep only tests that need no
+    adapter but the main one."""
+    tier_arms = {}
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        needs_controls = (params.get("arm", MAIN) != MAIN or "pair" in params or item.get_closest_marker("controls")
-                          or item.get_closest_marker("paths"))
-        (drop if needs_controls else keep).append(item)
+        names = tier_arms.setdefault(params["cfg"], of_tier(params["cfg"])) if "cfg" in params else {}
+        foreign = any(name not in names for name in named_in(params))
+        needs_controls = config.getoption("quick") and (
+            params.get("arm", MAIN) != MAIN or "pair" in params or item.get_closest_marker("controls")
+            or item.get_closest_marker("paths"))
+        (drop if foreign or needs_controls else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -68,7 +73,7 @@ def pytest_configure(config):
     if _tier_of(config) == "gpu":
         import torch
 
-        if not torch.cuda.is_available():   # one line for the whole run, not a skip per test
+        if not torch.cuda.is_available() and not gpu_tier_on_cpu_steps():   # one line, not a skip per test
             pytest.exit(f"latent_city: `pytest -m gpu` found no CUDA GPU: {GPU_NEEDS}",
                         returncode=pytest.ExitCode.USAGE_ERROR)
     if config.getoption("no_record") or config.getoption("htmlpath", None) or not config.pluginmanager.hasplugin("html"):
@@ -100,10 +105,9 @@ def cfg(request) -> ExperimentConfig:
     if request.param == "gpu":
         import torch
 
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available() and not gpu_tier_on_cpu_steps():
             pytest.skip(GPU_NEEDS)
-        return ExperimentConfig.for_tier("gpu", **overrides_from_env())
-    return ExperimentConfig.for_tier("cpu", **overrides_from_env())
+    return run_config(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -112,9 +116,10 @@ def rec(pytestconfig, cfg) -> record.Record:
 
 
 @pytest.fixture(scope="session")
-def lab(pytestconfig, cfg, rec) -> Lab:
+def lab(request, pytestconfig, cfg, rec) -> Lab:
     """Every arm's adapter, trained once or read from the cache, and every measurement made
-    once; the record reads it at the end of the run for its plots and tables."""
+    once; the record reads it at the end of the run for its plots and tables. The adapters of
+    every arm the selected tests name are trained before the evaluation model is loaded."""
     def log(line):
         with _uncaptured(pytestconfig):
             print("\n" + line, flush=True)
@@ -123,8 +128,12 @@ def lab(pytestconfig, cfg, rec) -> Lab:
         return record.measure(rec, name)
 
     the_lab = Lab(cfg, retrain=pytestconfig.getoption("retrain"), stage=stage, log=log)
+    selected = [name for item in request.session.items
+                for name in named_in(getattr(getattr(item, "callspec", None), "params", {}))
+                if item.callspec.params.get("cfg") == cfg.tier]
     with _uncaptured(pytestconfig):
-        main = the_lab.adapter(MAIN)
+        the_lab.train_all(selected)
+    main = the_lab.adapter(MAIN)
     spec = resolve(cfg.model)
     rec.lab = the_lab
     rec.provenance.update({

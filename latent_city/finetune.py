@@ -80,6 +80,11 @@ def adapter_dir(cfg: ExperimentConfig, key: str | None = None) -> Path:
     return cache.root() / "adapters" / f"{resolve(cfg.model).name.replace('/', '--')}-{key}"
 
 
+def is_cached(cfg: ExperimentConfig) -> bool:
+    """Whether `cfg`'s adapter is in the cache, complete (get_adapter would not train)."""
+    return cache.is_complete(adapter_dir(cfg))
+
+
 def base_fingerprint(model) -> str:
     """A hash of every base (non-LoRA) parameter, to show training left them untouched."""
     import hashlib

@@ -1,19 +1,21 @@
 """Claim tests run once per arm (the main adapter and every control, every seed); the
 expected verdict comes from expectations.py, and a measured exception becomes a strict xfail
-for that model and arm only."""
+for that model and arm only. Arms come from the tier being run: parameters are the arms of both
+tiers, and the root conftest drops a test of an arm that its own tier does not have."""
 
 import pytest
 
-from latent_city.arms import MAIN, arms
-from latent_city.config import ExperimentConfig, overrides_from_env
+from latent_city.arms import MAIN, of_tier
+from latent_city.config import run_config
 
 from .expectations import MEASURED_AT, MEASURED_OTHERWISE, expected_to_hold
 
-ARMS = {tier: arms(ExperimentConfig.for_tier(tier)) for tier in ("cpu", "gpu")}
-TESTED_ARMS = [name for name, a in ARMS["cpu"].items() if a.kind != "learning-rate"]
-DISSOCIATIONS = [(MAIN + ("" if seed == ARMS["cpu"][MAIN].seed else f"-s{seed}"), other)
-                 for other, a in ARMS["cpu"].items() if a.kind in ("other-city", "shuffled")
-                 for seed in [a.seed]]
+ARMS = {tier: of_tier(tier) for tier in ("cpu", "gpu")}
+TESTED_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind != "learning-rate"))
+LR_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind == "learning-rate"))
+DISSOCIATIONS = list(dict.fromkeys((MAIN + ("" if a.seed == tier[MAIN].seed else f"-s{a.seed}"), other)
+                                   for tier in ARMS.values() for other, a in tier.items()
+                                   if a.kind in ("other-city", "shuffled")))
 
 
 def pytest_generate_tests(metafunc):
@@ -29,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
         params = getattr(getattr(item, "callspec", None), "params", {})
         if not marker or "cfg" not in params:
             continue
-        run = ExperimentConfig.for_tier(params["cfg"], **overrides_from_env())
+        run = run_config(params["cfg"])
         arm = params.get("arm") or "-vs-".join(params.get("pair", ()))
         measured_here = MEASURED_AT.get(run.model) == run.precision
         reason = measured_here and MEASURED_OTHERWISE.get((run.model, marker.args[0], arm))
@@ -41,7 +43,7 @@ def pytest_collection_modifyitems(config, items):
 def assert_as_expected(request, lab, cfg, record_claim):
     """Record a claim result and assert it does what expectations.py says for its arm."""
     def _assert_as_expected(result, arm: str):
-        expect = expected_to_hold(result.key, ARMS[cfg.tier][arm]) if arm in ARMS[cfg.tier] else True
+        expect = expected_to_hold(result.key, lab.arms[arm]) if arm in lab.arms else True
         record_claim(result, expect)
         if expect:
             assert result.holds, f"expected to hold on {arm}: {result.summary()}"

@@ -8,9 +8,7 @@ import pytest
 from latent_city.arms import MAIN
 from latent_city.claims import ALL_CLAIMS
 
-from .conftest import ARMS
-
-LR_ARMS = [name for name, a in ARMS["cpu"].items() if a.kind == "learning-rate"]
+from .conftest import LR_ARMS
 
 
 @pytest.mark.controls
