@@ -68,16 +68,19 @@ def _unplaced_model_inputs(tree, lines: list[str]) -> list[int]:
     return bad
 
 
-@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(REPO)))
-def test_every_tensor_crosses_devices_explicitly(path):
-    """`.numpy()` only after `.cpu()` (a CUDA tensor has no numpy view), and every tensor a model
-    is called with built on a device or moved with `.to(...)` (a CPU tensor fed to a CUDA model
-    raises)."""
-    text = path.read_text()
-    tree = ast.parse(text)
-    numpy_lines, input_lines = _numpy_without_cpu(tree), _unplaced_model_inputs(tree, text.splitlines())
-    assert not numpy_lines, f"{path.name}: .numpy() without .cpu() on lines {numpy_lines}"
-    assert not input_lines, f"{path.name}: a model called with a tensor not moved to a device on lines {input_lines}"
+def test_every_tensor_crosses_devices_explicitly():
+    """In the library, the tests and the benchmarks: `.numpy()` only after `.cpu()` (a CUDA tensor
+    has no numpy view), and every tensor a model is called with built on a device or moved with
+    `.to(...)` (a CPU tensor fed to a CUDA model raises). Every violation is listed."""
+    found = []
+    for path in SOURCES:
+        text = path.read_text()
+        tree = ast.parse(text)
+        where = path.relative_to(REPO)
+        found += [f"{where}:{n}: .numpy() without .cpu()" for n in _numpy_without_cpu(tree)]
+        found += [f"{where}:{n}: a model called with a tensor not moved to a device"
+                  for n in _unplaced_model_inputs(tree, text.splitlines())]
+    assert not found, "\n".join(found)
 
 
 def test_the_lint_finds_what_it_looks_for():
