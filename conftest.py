@@ -128,9 +128,8 @@ def lab(request, pytestconfig, cfg, rec) -> Lab:
         return record.measure(rec, name)
 
     the_lab = Lab(cfg, retrain=pytestconfig.getoption("retrain"), stage=stage, log=log)
-    selected = [name for item in request.session.items
-                for name in named_in(getattr(getattr(item, "callspec", None), "params", {}))
-                if item.callspec.params.get("cfg") == cfg.tier]
+    params = [getattr(getattr(item, "callspec", None), "params", {}) for item in request.session.items]
+    selected = [name for p in params if p.get("cfg") == cfg.tier for name in named_in(p)]
     with _uncaptured(pytestconfig):
         the_lab.train_all(selected)
     main = the_lab.adapter(MAIN)
