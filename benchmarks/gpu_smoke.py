@@ -201,7 +201,7 @@ def main(argv=None) -> int:
         return True, {"model": spec.location, "precision": base.precision,
                       "devices": sorted({str(d) for d in getattr(loaded["model"], "hf_device_map", {"": "cpu"}).values()})}
 
-    smoke.check("load (8-bit)", load)
+    smoke.check(f"load ({base.precision})", load)
     for precision in args.precisions:
         smoke.check(f"train {args.steps} steps ({precision})", train_check(dataclasses.replace(base, precision=precision),
                                                                            args.steps))
