@@ -155,7 +155,7 @@ def finalize(rec: Record) -> None:
         rec.plots[f"Cosine similarity at foo vs at {city.name}, per layer"] = plots.plot_similarity(
             {n: p.hidden_to(city.name) for n, p in probes.items()},
             {n: p.values_to(city.name) for n, p in probes.items()}, city.name)
-        if "original" in probes:
+        if "original" in probes and len(probes) > 1:     # a run that probed no shown arm has no gains to plot
             from .claims import city_gains
 
             km = np.array([haversine_km(c.lat, c.lon, city.lat, city.lon) for c in lab.comparison])
