@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache, data
-from .config import PRECISIONS, ConfigError, ExperimentConfig, overrides_from_env, stable_hash
+from .config import PRECISIONS, ConfigError, ExperimentConfig, stable_hash
 from .model import explain_oom, load_base, resolve, weights_hash
 
 
@@ -244,12 +244,10 @@ def loss_curve(log: list[dict]) -> list[tuple[int, float]]:
 
 
 def main(argv=None) -> int:
-    import argparse
-
-    from . import cache
     from .arms import arms
+    from .cli import Parser, preflight
 
-    p = argparse.ArgumentParser(prog="python -m latent_city.finetune", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m latent_city.finetune", description=__doc__.splitlines()[0])
     p.add_argument("--tier", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--model", default=None, help="a registry name, a hub id or a local model folder "
                    "(default: LATENT_CITY_MODEL, else the tier's)")
@@ -258,13 +256,11 @@ def main(argv=None) -> int:
     p.add_argument("--arm", default="paris", help="which adapter: paris (the main one) or a control, e.g. tokyo-s43")
     p.add_argument("--retrain", action="store_true")
     a = p.parse_args(argv)
-    cfg = ExperimentConfig.for_tier(a.tier, **overrides_from_env(a.model, a.precision))
+    cfg = preflight(a.tier, a.model, a.precision)     # model, precision, cities, cache: one line if bad
     every = arms(cfg)
     if a.arm not in every:
         raise ConfigError(f"unknown arm {a.arm!r}; choose from {', '.join(every)}")
     cfg = every[a.arm].cfg
-    cache.root()                        # an unwritable cache is said before any work
-    data.find_city(data.load_capitals(), cfg.data.secret_city)
     ad = get_adapter(cfg, retrain=a.retrain)
     if not is_main_process():
         return 0
