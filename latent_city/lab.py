@@ -28,10 +28,12 @@ MEASUREMENTS = ("probe", "distances", "countries", "prefix", "mc", "samples")
 
 
 class Lab:
-    def __init__(self, cfg: ExperimentConfig, retrain: bool = False, stage=None, log=print):
-        """`stage(name)` is a context manager that times a stage (the record's); `log` prints progress."""
+    def __init__(self, cfg: ExperimentConfig, retrain: bool = False, stage=None, log=print, progress=None):
+        """`stage(name)` is a context manager that times a stage (the record's); `log` prints what
+        was done; `progress` (latent_city.progress.Progress) says where a long run is."""
         self.cfg, self.retrain, self.log = cfg, retrain, log
         self.stage = stage or (lambda name: nullcontext())
+        self.progress = progress
         self.arms = arms(cfg)
         self.capitals = data.load_capitals()
         self.heldout = data.heldout_cities(max(cfg.eval.n_heldout_cities, cfg.eval.n_probe_pairs), cfg.seeds.data,
@@ -51,7 +53,7 @@ class Lab:
     def adapter(self, name: str) -> finetune.Adapter:
         if name not in self.adapters:
             arm = self.arms[name]
-            with self.stage(f"adapter {name} (train or load)"):
+            with self.stage(f"adapter {name} (train or load)"), self._progress("train", name):
                 start = time.time()
                 ad = finetune.get_adapter(arm.cfg, retrain=self.retrain)
             self.adapters[name] = ad
@@ -59,6 +61,15 @@ class Lab:
             self.train_seconds[name] = round(ad.train_seconds if ad.trained_now else time.time() - start, 1)
             self.log(f"latent_city: adapter {name} ({ad.key}) {how}")
         return self.adapters[name]
+
+    def _progress(self, kind: str, name: str):
+        return self.progress.stage(kind, name) if self.progress is not None else nullcontext()
+
+    def needs_training(self, names: list[str]) -> list[str]:
+        """The arms among `names` whose adapter is not (completely) in the cache."""
+        from .cache import is_complete
+
+        return [n for n in names if self.retrain or not is_complete(finetune.adapter_dir(self.arms[n].cfg))]
 
     def _load(self, name: str | None):
         """The peft model with `name`'s adapter loaded (the main adapter is always loaded first)."""
@@ -78,7 +89,7 @@ class Lab:
         key = (what, name or ORIGINAL)
         if key not in self._measured:
             model = self._load(name)
-            with self.stage(f"{what} [{name or ORIGINAL}]"), variant(model, name), \
+            with self.stage(f"{what} [{name or ORIGINAL}]"), self._progress(what, name or ORIGINAL), variant(model, name), \
                     explain_oom(f"measuring {what} of {name or ORIGINAL}"):
                 self._measured[key] = self._compute(what, model)
         return self._measured[key]
