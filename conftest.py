@@ -95,8 +95,8 @@ def pytest_configure(config):
     config.option.self_contained_html = True
 
 
-def _record(pytestconfig, cfg: ExperimentConfig) -> record.Record:
-    recs = pytestconfig.stash[RECORDS]
+def _record(config, cfg: ExperimentConfig) -> record.Record:
+    recs = config.stash[RECORDS]
     return recs.setdefault(cfg.tier, record.Record(cfg.tier, cfg.model))
 
 
@@ -265,7 +265,10 @@ def pytest_sessionfinish(session, exitstatus):
         for plugin in _html_reports(session.config):
             session.config.pluginmanager.unregister(plugin)
         return
+    if not session.config.stash[RECORDS]:     # stopped before any claim asked for the lab: an empty record
+        _record(session.config, ExperimentConfig.for_tier(pending["tier"], **overrides_from_env()))
     for rec in session.config.stash[RECORDS].values():
+        rec.provenance["run"] = {k: pending[k] for k in ("status", "selected", "measured")} | {"exitstatus": int(exitstatus)}
         record.write_json(rec, pending["scratch"] / f"{pending['stem']}.json")
 
 

@@ -199,3 +199,20 @@ def test_a_run_without_claim_tests_writes_no_record():
     r = _pytest_in_repo("tests/unit/test_data.py", "-k", "null_island")
     assert r.returncode == 0, r.stdout[-2000:]
     assert _snapshot(REPO / "reports") == before
+
+
+def test_the_experiment_summary_says_only_what_its_own_run_did():
+    from latent_city.__main__ import report_lines
+
+    nothing = "\n".join(report_lines(None, 2, "cpu"))
+    assert "reused" not in nothing and "no record written" in nothing and "latest-cpu.html unchanged" in nothing
+    stopped = "\n".join(report_lines({"status": "incomplete", "record": "/r/x.incomplete.html", "claims_selected": 9,
+                                      "claims_measured": 2, "adapters": {}, "failed": [],
+                                      "next": "run the same command again"}, 2, "cpu"))
+    assert "none built or read" in stopped and "INCOMPLETE, 2 of 9" in stopped and "still points to the last" in stopped
+    assert "next:    run the same command again" in stopped
+    done = "\n".join(report_lines({"status": "complete", "record": "/r/x.html", "claims_selected": 9, "claims_measured": 9,
+                                   "adapters": {"paris": {"trained_this_run": False, "train_seconds": 50.0},
+                                                "tokyo": {"trained_this_run": True, "train_seconds": 61.2}},
+                                   "failed": [], "findings": ["a finding"], "next": ""}, 0, "cpu"))
+    assert "paris (reused from the cache), tokyo (trained in this run, 61 s)" in done and "  - a finding" in done
