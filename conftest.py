@@ -33,6 +33,7 @@ REPORTS = REPO / "reports"
 RECORDS = pytest.StashKey[dict]()
 RECORDED = pytest.StashKey[list]()
 PENDING = pytest.StashKey[dict]()      # the run's record before it is placed under reports/
+SKIPPED = pytest.StashKey[bool]()
 GPU_NEEDS = ("the GPU tier needs a CUDA GPU (about 10 GB free for the 8B model in 8-bit), bitsandbytes "
              "(pip install -e '.[gpu]') and meta-llama/Meta-Llama-3-8B-Instruct in the Hugging Face cache "
              "(or any model: LATENT_CITY_MODEL=<hub id or folder>, LATENT_CITY_PRECISION=bf16|8bit|4bit)")
@@ -236,6 +237,8 @@ def pytest_runtest_makereport(item, call):
             outcome = "xfailed" if report.skipped else "xpassed"
         for rec, key, arms in item.stash.get(RECORDED, []):
             rec.set_outcome(key, arms, outcome)
+    if report.skipped and not hasattr(report, "wasxfail"):
+        item.stash[SKIPPED] = True        # a skipped claim test is not one the run failed to measure
     return report
 
 
@@ -246,7 +249,7 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
 
 def _claims_status(session) -> tuple[int, int]:
     """(claim tests selected, claim tests that measured and recorded their claim)."""
-    selected = [item for item in session.items if item.get_closest_marker("claim")]
+    selected = [item for item in session.items if item.get_closest_marker("claim") and not item.stash.get(SKIPPED, False)]
     return len(selected), sum(1 for item in selected if item.stash.get(RECORDED, []))
 
 
