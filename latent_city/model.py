@@ -123,7 +123,7 @@ def _hub_snapshot(hub_id: str) -> Path:
 
 
 def _dequantized_checkpoint(spec: ModelSpec) -> Path:
-    """Dequantize the GGUF once into a safetensors folder in the cache (about 15 s), atomically."""
+    """Dequantize the GGUF once into a safetensors folder in the cache, atomically."""
     gguf_dir = _package_folder(spec.location)
     target = cache.root() / "base" / f"{spec.name}-{weights_hash(spec)}"
 

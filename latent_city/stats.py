@@ -94,8 +94,8 @@ def paired_greater(d: np.ndarray, n_boot: int, seed: int) -> Paired:
 def holm(p: np.ndarray, alpha: float | None = None) -> np.ndarray:
     """Holm-adjusted p-values along the last axis: the step-down Bonferroni of statsmodels'
     multipletests(method='holm') (checked equal in tests/unit/test_stats.py), vectorized and
-    without the gc.collect() that statsmodels runs on every call (0.05-0.3 s in a large
-    process). `alpha` does not change adjusted p-values; it is accepted for symmetry."""
+    without the gc.collect() that statsmodels runs on every call (slow in a process that
+    holds a model). `alpha` does not change adjusted p-values; it is accepted for symmetry."""
     p = np.asarray(p, float)
     m = p.shape[-1]
     order = np.argsort(p, axis=-1, kind="stable")
