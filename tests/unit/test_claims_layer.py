@@ -17,6 +17,7 @@ from latent_city import claims, record
 from latent_city.arms import ORIGINAL, arms, label
 from latent_city.claim_result import ClaimResult
 from latent_city.config import ExperimentConfig
+from latent_city.data import City
 from latent_city.lab import MEASUREMENTS
 from latent_city.probe import ProbeSims
 
@@ -150,3 +151,44 @@ def test_the_library_has_no_import_circles():
 
     for module in sorted(graph):
         visit(module, [])
+
+
+def test_the_double_dissociation_asks_both_directions_only_when_the_secret_cities_differ():
+    paris, tokyo = City("Paris", "France", 48.85, 2.35), City("Tokyo", "Japan", 35.69, 139.69)
+    a, b = _sims(n_pairs=12, seed=3), _sims(n_pairs=12, seed=4)
+    a.hidden[:, 0] += 0.5                      # foo nearer Paris under a
+    b.hidden[:, 1] += 0.5                      # and nearer Tokyo under b: both directions hold
+
+    def dissociation(b_city):
+        return claims.double_dissociation(claims.ClaimInputs(
+            a="a", b="b", city=paris, country="France", b_city=b_city, alpha=0.05, n_boot=200, seed=0, pairs=[],
+            comparison=[], probe={"a": a, "b": b}))
+
+    both, one = dissociation(tokyo), dissociation(paris)
+    assert both.holds and len(both.details) == 2 and one.holds and len(one.details) == 1
+    b.hidden[:, 1] -= 1.0                      # now foo is farther from Tokyo under b
+    assert not dissociation(tokyo).holds and dissociation(paris).holds
+
+
+class _Item:
+    """Just enough of a pytest item for the claims conftest's collection hook."""
+    def __init__(self, key, params):
+        self.callspec, self.markers = type("C", (), {"params": params})(), [pytest.mark.claim(key).mark]
+
+    def get_closest_marker(self, name):
+        return next((m for m in self.markers if m.name == name), None)
+
+    def add_marker(self, mark):
+        self.markers.append(mark.mark)
+
+
+def test_a_measured_exception_is_a_strict_xfail_that_only_an_assertion_satisfies():
+    from tests.claims import conftest
+
+    e = json.loads(expectations.MEASURED.read_text())["exceptions"][0]
+    assert e["model"] == CPU.model and e["precision"] == CPU.precision and "-vs-" not in e["arm"]
+    item, other = _Item(e["claim"], {"cfg": "cpu", "arm": e["arm"]}), _Item("layer0_unchanged", {"cfg": "cpu", "arm": "paris"})
+    conftest.pytest_collection_modifyitems(None, [item, other])
+    xfail = item.get_closest_marker("xfail")
+    assert xfail.kwargs == {"strict": True, "raises": AssertionError, "reason": e["reason"]}
+    assert other.get_closest_marker("xfail") is None
