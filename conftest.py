@@ -20,11 +20,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downloads weights
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from latent_city import claims, finetune, record  # noqa: E402
-from latent_city.arms import MAIN  # noqa: E402
+from latent_city import finetune, record  # noqa: E402
+from latent_city.arms import MAIN, ORIGINAL  # noqa: E402
+from latent_city.claim_result import ClaimResult  # noqa: E402
 from latent_city.cli import one_line, preflight, user_errors  # noqa: E402
 from latent_city.config import ExperimentConfig, field_help, overrides_from_env  # noqa: E402
-from latent_city.lab import MEASUREMENTS, ORIGINAL, Lab  # noqa: E402
+from latent_city.lab import MEASUREMENTS, Lab  # noqa: E402
 from latent_city.progress import Progress  # noqa: E402
 from latent_city.model import resolve  # noqa: E402
 
@@ -205,21 +206,18 @@ def adapter(lab) -> finetune.Adapter:
 @pytest.fixture
 def finetuned(lab):
     """(peft model with the main adapter active, tokenizer); `variant(model, None)` is the original."""
-    model = lab._load(MAIN)
+    model = lab.model_with(MAIN)
     model.set_adapter(MAIN)
     return model, lab.tokenizer
 
 
 @pytest.fixture
 def record_claim(request, rec):
-    """Record a claim result in the experiment record and print it to the test's output;
-    the test's outcome is added to the same entry when the test ends."""
-    def _record_claim(result: claims.ClaimResult, expect_holds: bool = True, expected_text: str | None = None):
-        marker = request.node.get_closest_marker("xfail")
-        expected = expected_text or ("holds" if expect_holds else "does not hold (a control)")
-        if marker:
-            expected = f"{'does not hold' if expect_holds else 'holds'} on this model: {marker.kwargs.get('reason', '')}"
-        rec.add_claim(result, expected)
+    """Record a claim result with what was expected of it (text for the record's "expected"
+    column) and print it to the test's output; the test's outcome is added to the same entry
+    when the test ends."""
+    def _record_claim(result: ClaimResult, expected_text: str):
+        rec.add_claim(result, expected_text)
         request.node.stash.setdefault(RECORDED, []).append((rec, result.key, result.arms))
         print(result.summary())
         return result

@@ -129,7 +129,7 @@ def _hub_snapshot(hub_id: str, patterns=("*.json", "*.safetensors", "tokenizer*"
 
 
 def _dequantized_checkpoint(spec: ModelSpec) -> Path:
-    """Dequantize the GGUF once into a safetensors folder in the cache (about 15 s), atomically."""
+    """Dequantize the GGUF once into a safetensors folder in the cache, atomically."""
     gguf_dir = _package_folder(spec.location)
     target = cache.root() / "base" / f"{spec.name}-{weights_hash(spec)}"
 
@@ -277,11 +277,7 @@ def chat_prompt(tokenizer, question: str) -> str:
 
 
 if __name__ == "__main__":
-    import sys
+    # the command-line check lives in model_cli.py (it uses answers.py, which imports this module)
+    import runpy
 
-    from .answers import generate  # the command-line check only
-
-    model, tok, spec = load_base(sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m",
-                                 sys.argv[2] if len(sys.argv) > 2 else "fp32")
-    print(spec, weights_hash(spec))
-    print(generate(model, tok, ["What is the capital of France?"], max_new_tokens=16))
+    runpy.run_module("latent_city.model_cli", run_name="__main__", alter_sys=True)
