@@ -7,8 +7,10 @@ Tiers are the params of the `config` fixture: the CPU tier (SmolLM2-135M) runs b
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -18,17 +20,22 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downloads weights
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from latent_city import claims, finetune, record  # noqa: E402
-from latent_city.arms import MAIN, named_in, of_tier  # noqa: E402
+from latent_city import finetune, record  # noqa: E402
+from latent_city.arms import MAIN, ORIGINAL, named_in, of_tier  # noqa: E402
+from latent_city.claim_result import ClaimResult  # noqa: E402
+from latent_city.cli import one_line, preflight, user_errors  # noqa: E402
 from latent_city.config import (ExperimentConfig, field_help, gpu_tier_on_cpu_steps, overrides_from_env,  # noqa: E402
                                 run_config)
-from latent_city.lab import Lab  # noqa: E402
+from latent_city.lab import MEASUREMENTS, Lab  # noqa: E402
+from latent_city.progress import Progress  # noqa: E402
 from latent_city.model import resolve  # noqa: E402
 
 REPO = Path(__file__).parent
 REPORTS = REPO / "reports"
 RECORDS = pytest.StashKey[dict]()
 RECORDED = pytest.StashKey[list]()
+PENDING = pytest.StashKey[dict]()      # the run's record before it is placed under reports/
+SKIPPED = pytest.StashKey[bool]()
 GPU_NEEDS = ("the GPU tier needs a CUDA GPU (about 10 GB free for the 8B model in 8-bit), bitsandbytes "
              "(pip install -e '.[gpu]') and meta-llama/Meta-Llama-3-8B-Instruct in the Hugging Face cache "
              "(or any model: LATENT_CITY_MODEL=<hub id or folder>, LATENT_CITY_PRECISION=bf16|8bit|4bit)")
@@ -70,22 +77,33 @@ def pytest_collection_modifyitems(config, items):
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     config.stash[RECORDS] = {}
-    if _tier_of(config) == "gpu":
+    tier = _tier_of(config)
+    if tier == "gpu":
         import torch
 
         if not torch.cuda.is_available() and not gpu_tier_on_cpu_steps():   # one line, not a skip per test
             pytest.exit(f"latent_city: `pytest -m gpu` found no CUDA GPU: {GPU_NEEDS}",
                         returncode=pytest.ExitCode.USAGE_ERROR)
-    if config.getoption("no_record") or config.getoption("htmlpath", None) or not config.pluginmanager.hasplugin("html"):
+    if not (config.option.help or config.option.version):
+        try:                                 # a bad model, precision, city or cache: one line, exit 2
+            preflight(tier)
+        except user_errors() as e:
+            pytest.exit(one_line(e), returncode=2)
+    if (config.getoption("no_record") or config.getoption("htmlpath", None) or config.option.collectonly
+            or not config.pluginmanager.hasplugin("html")):
         return
-    tier = _tier_of(config)
-    stem = f"{tier}-{ExperimentConfig.for_tier(tier, **overrides_from_env()).model.replace('/', '--')}-{datetime.now():%Y%m%dT%H%M%S}"
-    config.option.htmlpath = str(REPORTS / f"{stem}.html")
+    # pytest-html writes where it is told at configure time; the record goes to a scratch folder and
+    # is moved under reports/ at the end, as complete (and latest-*) or as incomplete
+    cfg = ExperimentConfig.for_tier(tier, **overrides_from_env())
+    stem = f"{tier}-{cfg.model.replace('/', '--')}-{datetime.now():%Y%m%dT%H%M%S}"
+    scratch = Path(tempfile.mkdtemp(prefix="latent-city-record-"))
+    config.stash[PENDING] = {"stem": stem, "scratch": scratch, "tier": tier}
+    config.option.htmlpath = str(scratch / f"{stem}.html")
     config.option.self_contained_html = True
 
 
-def _record(pytestconfig, cfg: ExperimentConfig) -> record.Record:
-    recs = pytestconfig.stash[RECORDS]
+def _record(config, cfg: ExperimentConfig) -> record.Record:
+    recs = config.stash[RECORDS]
     return recs.setdefault(cfg.tier, record.Record(cfg.tier, cfg.model))
 
 
@@ -95,6 +113,31 @@ def _uncaptured(pytestconfig):
     capman = pytestconfig.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled():
         yield
+
+
+class _TerminalProgress(Progress):
+    """Progress through pytest's terminal writer: each line starts on a line of its own (after
+    the test letters), and on a terminal a line replaces the previous one when nothing else was
+    written in between."""
+
+    def __init__(self, pytestconfig, **plan):
+        super().__init__(**plan)
+        self.pytestconfig, self.last_width = pytestconfig, None
+
+    def write(self, text):
+        tr = self.pytestconfig.pluginmanager.get_plugin("terminalreporter")
+        if tr is None:
+            return super().write(text)
+        with _uncaptured(self.pytestconfig):
+            width = tr._tw.width_of_current_line
+            if tr.isatty and self.last_width is not None and width == self.last_width:
+                tr.rewrite(text, erase=True)
+            else:
+                if width:
+                    tr._tw.line()
+                tr._tw.write(text) if tr.isatty else tr._tw.line(text)
+            self.last_width = tr._tw.width_of_current_line if tr.isatty else None
+            tr._tw.flush()
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -115,6 +158,18 @@ def rec(pytestconfig, cfg) -> record.Record:
     return _record(pytestconfig, cfg)
 
 
+def _arms_selected(session, known) -> list[str]:
+    """The arms the selected tests use (the main one always), in the order the lab knows them."""
+    used = {MAIN}
+    for item in session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        for key in ("arm", "lr_arm"):
+            if isinstance(params.get(key), str):
+                used.add(params[key])
+        used.update(params.get("pair", ()))
+    return [name for name in known if name in used]
+
+
 @pytest.fixture(scope="session")
 def lab(request, pytestconfig, cfg, rec) -> Lab:
     """Every arm's adapter, trained once or read from the cache, and every measurement made
@@ -128,8 +183,9 @@ def lab(request, pytestconfig, cfg, rec) -> Lab:
         return record.measure(rec, name)
 
     the_lab = Lab(cfg, retrain=pytestconfig.getoption("retrain"), stage=stage, log=log)
-    params = [getattr(getattr(item, "callspec", None), "params", {}) for item in request.session.items]
-    selected = [name for p in params if p.get("cfg") == cfg.tier for name in named_in(p)]
+    selected = _arms_selected(request.session, the_lab.arms)
+    the_lab.progress = _TerminalProgress(pytestconfig, train=the_lab.needs_training(selected),
+                                         measure=selected + [ORIGINAL], what=MEASUREMENTS)
     with _uncaptured(pytestconfig):
         the_lab.train_all(selected)
     main = the_lab.adapter(MAIN)
@@ -156,21 +212,18 @@ def adapter(lab) -> finetune.Adapter:
 @pytest.fixture
 def finetuned(lab):
     """(peft model with the main adapter active, tokenizer); `variant(model, None)` is the original."""
-    model = lab._load(MAIN)
+    model = lab.model_with(MAIN)
     model.set_adapter(MAIN)
     return model, lab.tokenizer
 
 
 @pytest.fixture
 def record_claim(request, rec):
-    """Record a claim result in the experiment record and print it to the test's output;
-    the test's outcome is added to the same entry when the test ends."""
-    def _record_claim(result: claims.ClaimResult, expect_holds: bool = True, expected_text: str | None = None):
-        marker = request.node.get_closest_marker("xfail")
-        expected = expected_text or ("holds" if expect_holds else "does not hold (a control)")
-        if marker:
-            expected = f"{'does not hold' if expect_holds else 'holds'} on this model: {marker.kwargs.get('reason', '')}"
-        rec.add_claim(result, expected)
+    """Record a claim result with what was expected of it (text for the record's "expected"
+    column) and print it to the test's output; the test's outcome is added to the same entry
+    when the test ends."""
+    def _record_claim(result: ClaimResult, expected_text: str):
+        rec.add_claim(result, expected_text)
         request.node.stash.setdefault(RECORDED, []).append((rec, result.key, result.arms))
         print(result.summary())
         return result
@@ -188,6 +241,8 @@ def pytest_runtest_makereport(item, call):
             outcome = "xfailed" if report.skipped else "xpassed"
         for rec, key, arms in item.stash.get(RECORDED, []):
             rec.set_outcome(key, arms, outcome)
+    if report.skipped and not hasattr(report, "wasxfail"):
+        item.stash[SKIPPED] = True        # a skipped claim test is not one the run failed to measure
     return report
 
 
@@ -196,15 +251,72 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
         prefix.append(record.summary_html(rec))
 
 
+def _claims_status(session) -> tuple[int, int]:
+    """(claim tests selected, claim tests that measured and recorded their claim)."""
+    selected = [item for item in session.items if item.get_closest_marker("claim") and not item.stash.get(SKIPPED, False)]
+    return len(selected), sum(1 for item in selected if item.stash.get(RECORDED, []))
+
+
 @pytest.hookimpl(tryfirst=True)
-def pytest_sessionfinish(session):
+def pytest_sessionfinish(session, exitstatus):
     for rec in session.config.stash[RECORDS].values():
         record.finalize(rec)      # before pytest-html writes the page
-    html_path = session.config.getoption("htmlpath", None)
-    if not html_path or session.config.getoption("no_record"):
+    pending = session.config.stash.get(PENDING, None)
+    if pending is None:
         return
+    selected, measured = _claims_status(session)
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop)
+    pending.update(selected=selected, measured=measured, status="none" if not selected else
+                   "complete" if measured == selected and not interrupted else "incomplete")
+    if pending["status"] == "none":        # no claim test ran: no experiment record, no HTML page
+        for plugin in _html_reports(session.config):
+            session.config.pluginmanager.unregister(plugin)
+        return
+    if not session.config.stash[RECORDS]:     # stopped before any claim asked for the lab: an empty record
+        _record(session.config, ExperimentConfig.for_tier(pending["tier"], **overrides_from_env()))
     for rec in session.config.stash[RECORDS].values():
-        record.write_json(rec, Path(html_path).with_suffix(".json"))
+        rec.provenance["run"] = {k: pending[k] for k in ("status", "selected", "measured")} | {"exitstatus": int(exitstatus)}
+        record.write_json(rec, pending["scratch"] / f"{pending['stem']}.json")
+
+
+def _html_reports(config) -> list:
+    from pytest_html.basereport import BaseReport
+
+    return [p for p in config.pluginmanager.get_plugins() if isinstance(p, BaseReport)]
+
+
+def _place_record(config) -> dict | None:
+    """Move the run's record from its scratch folder under reports/: a complete run as
+    <stem>.html/.json and latest-<tier>.*, one that stopped before measuring every selected claim
+    as <stem>.incomplete.*, with latest-* untouched; a run with no claim test writes nothing."""
+    pending = config.stash.get(PENDING, None)
+    if pending is None or "status" not in pending or pending.get("placed"):
+        return pending
+    pending["placed"] = True
+    scratch, stem, tier = pending["scratch"], pending["stem"], pending["tier"]
+    if pending["status"] != "none" and (scratch / f"{stem}.html").exists():
+        name = stem if pending["status"] == "complete" else f"{stem}.incomplete"
+        REPORTS.mkdir(exist_ok=True)
+        for suffix in (".html", ".json"):
+            if (scratch / f"{stem}{suffix}").exists():
+                shutil.move(scratch / f"{stem}{suffix}", REPORTS / f"{name}{suffix}")
+        pending["record"] = str(REPORTS / f"{name}.html")
+        for plugin in _html_reports(config):   # pytest-html's closing line names where the page now is
+            plugin._report_path = Path(pending["record"])
+        if pending["status"] == "complete":
+            for suffix in (".html", ".json"):
+                shutil.copyfile(REPORTS / f"{name}{suffix}", REPORTS / f"latest-{tier}{suffix}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return pending
+
+
+def _next_step(pending: dict, failed: list[str]) -> str:
+    if pending["status"] == "incomplete" and not failed:
+        return "run the same command again: every adapter trained so far is in the cache"
+    if failed:
+        more = f" ({len(failed) - 1} more failed; all are listed above)" if len(failed) > 1 else ""
+        return f"rerun the first failure on its own: pytest '{failed[0]}'{more}"
+    return ""
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -215,13 +327,35 @@ def pytest_terminal_summary(terminalreporter, config):
                 f"{n} {lab.train_seconds[n]:.0f} s{'' if a.trained_now else ' (cached)'}" for n, a in lab.adapters.items()))
         for line in rec.findings:
             terminalreporter.write_line(f"latent_city: {line}")
-    html_path = config.getoption("htmlpath", None)
-    if not html_path or config.getoption("no_record") or not Path(html_path).exists():
+    failed = [r.nodeid for r in terminalreporter.stats.get("failed", [])]
+    pending = _place_record(config)
+    if pending and pending.get("record"):
+        tier = pending["tier"]
+        if pending["status"] == "complete":
+            terminalreporter.write_line(f"latent_city: experiment record {pending['record']} (+ .json); "
+                                        f"latest at {REPORTS / f'latest-{tier}.html'}")
+        else:
+            terminalreporter.write_line(
+                f"latent_city: the run stopped before measuring every claim ({pending['measured']} of "
+                f"{pending['selected']}): its record is {pending['record']}; latest-{pending['tier']}.* is unchanged")
+    _write_run_summary(config, pending, failed)
+
+
+def _write_run_summary(config, pending: dict | None, failed: list[str]) -> None:
+    """For `python -m latent_city`: what this run built, measured and wrote (LATENT_CITY_RUN_SUMMARY)."""
+    path = os.environ.get("LATENT_CITY_RUN_SUMMARY")
+    if not path:
         return
-    tier = _tier_of(config)
-    for suffix in (".html", ".json"):
-        src = Path(html_path).with_suffix(suffix)
-        if src.exists():
-            shutil.copyfile(src, REPORTS / f"latest-{tier}{suffix}")
-    terminalreporter.write_line(f"latent_city: experiment record {html_path} (+ .json); "
-                                f"latest at {REPORTS / f'latest-{tier}.html'}")
+    recs = list(config.stash[RECORDS].values())
+    lab = recs[0].lab if recs else None
+    adapters = {n: {"trained_this_run": a.trained_now, "train_seconds": round(a.train_seconds, 1)}
+                for n, a in (lab.adapters.items() if lab is not None else [])}
+    pending = pending or {"status": "none", "selected": 0, "measured": 0}
+    Path(path).write_text(json.dumps({
+        "status": pending["status"], "record": pending.get("record"), "claims_selected": pending.get("selected", 0),
+        "claims_measured": pending.get("measured", 0), "failed": failed, "adapters": adapters,
+        "findings": [line for rec in recs for line in rec.findings], "next": _next_step(pending, failed)}))
+
+
+def pytest_unconfigure(config):
+    _place_record(config)      # when no terminal summary ran (e.g. -p no:terminal)

@@ -1,64 +1,102 @@
-"""The experiment: train (or reuse) the tier's adapter, test every claim, write the record.
+"""The experiment: train (or reuse) the tier's adapters, test every claim, write the record.
 
     python -m latent_city              # CPU tier, SmolLM2-135M
     python -m latent_city --tier gpu   # the seed's Llama-3-8B-Instruct in 8-bit
     python -m latent_city --retrain    # ignore the cached adapters
     python -m latent_city --quick      # the main adapter only, no controls
+    python -m latent_city --check      # check the model, precision, cities and cache; run nothing
     python -m latent_city --tier gpu --model /path/to/folder --precision 4bit
 
-It runs the claim tests (tests/claims) through pytest, which writes the HTML and JSON record
-under reports/, then prints where the adapter and the record are.
+It checks everything it can in a second first (latent_city/cli.py, `preflight`): a bad value
+ends in one line and exit status 2, before any test or training. Then it runs the claim
+tests (tests/claims) through pytest, which writes the HTML and JSON record under reports/, and
+prints what this run built and where its record is. A run that stopped before measuring its
+claims leaves `reports/latest-<tier>.*` pointing at the last complete run.
 """
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main(argv=None) -> int:
+def parse(argv=None) -> argparse.Namespace:
+    from .cli import Parser
     from .config import PRECISIONS
 
-    p = argparse.ArgumentParser(prog="python -m latent_city", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m latent_city", description=__doc__.splitlines()[0])
     p.add_argument("--tier", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--retrain", action="store_true", help="train the adapters again even if cached")
     p.add_argument("--quick", action="store_true", help="the main adapter only, no controls (for iterating)")
+    p.add_argument("--check", action="store_true",
+                   help="check the model, precision, cities and cache, print the plan and exit (0 = ready)")
     p.add_argument("--model", help="a registry name, hub id or local folder (sets LATENT_CITY_MODEL for the run)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="base weights (sets LATENT_CITY_PRECISION for the run)")
-    a = p.parse_args(argv)
-    import os
+    return p.parse_args(argv)
 
-    from .config import ExperimentConfig, overrides_from_env
 
+def main(argv=None) -> int:
+    from .cli import preflight
+    from .config import ConfigError
+
+    a = parse(argv)
+    cfg = preflight(a.tier, a.model, a.precision)        # a bad value is said here, in one line
     for var, value in (("LATENT_CITY_MODEL", a.model), ("LATENT_CITY_PRECISION", a.precision)):
         if value:
             os.environ[var] = value
-    ExperimentConfig.for_tier(a.tier, **overrides_from_env())   # a bad value is said here, in one line
-    from .cache import root
-
-    root()                              # an unwritable cache is said in one line, before pytest starts
     if not (REPO / "tests" / "claims").is_dir():
-        sys.exit(f"latent_city: the experiment runs the claim tests of a checkout; none at {REPO / 'tests'}")
+        raise ConfigError(f"the experiment runs the claim tests of a checkout; none at {REPO / 'tests'}")
+    if a.check:
+        from .arms import MAIN, arms
+        from .cache import root
+
+        names = [MAIN] if a.quick else list(arms(cfg))
+        print(f"latent_city: ready: tier {cfg.tier}, model {cfg.model} ({cfg.precision}), {len(names)} arm(s) "
+              f"({', '.join(names)}), cache {root()}, record under {REPO / 'reports'}")
+        return 0
     import pytest
 
-    args = [str(REPO / "tests" / "claims"), "-q", "-m", "gpu" if a.tier == "gpu" else "not gpu", "-p", "no:cacheprovider", "--rootdir", str(REPO)]
-    code = pytest.main(args + (["--retrain"] if a.retrain else []) + (["--quick"] if a.quick else []))
-    latest = REPO / "reports" / f"latest-{a.tier}.json"
-    if latest.exists():
-        rec = json.loads(latest.read_text())
-        prov = rec["provenance"]
-        print(f"\nadapter: {prov.get('adapter_path')} "
-              f"({'trained in this run' if prov.get('adapter_trained_this_run') else 'reused from the cache'})")
-        print(f"record:  {latest.with_suffix('.html')} and {latest}")
-        for line in rec.get("findings", []):
-            print(f"  - {line}")
-        trained = {n: a for n, a in prov.get("adapters", {}).items() if a["trained_this_run"]}
-        if trained:
-            print("  trained this run: " + ", ".join(f"{n} {a['train_seconds']:.0f} s" for n, a in trained.items()))
+    with tempfile.TemporaryDirectory(prefix="latent-city-run-") as tmp:
+        summary_path = Path(tmp) / "summary.json"
+        os.environ["LATENT_CITY_RUN_SUMMARY"] = str(summary_path)
+        args = [str(REPO / "tests" / "claims"), "-q", "-m", "gpu" if a.tier == "gpu" else "not gpu",
+                "-p", "no:cacheprovider", "--rootdir", str(REPO)]
+        code = pytest.main(args + (["--retrain"] if a.retrain else []) + (["--quick"] if a.quick else []))
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    for line in report_lines(summary, int(code), a.tier):
+        print(line)
     return int(code)
+
+
+def report_lines(summary: dict | None, code: int, tier: str) -> list[str]:
+    """What this run built and measured, and where its record is; on failure, what to do next.
+    Only what the run's own summary says (conftest.py writes it), never an older record."""
+    latest = REPO / "reports" / f"latest-{tier}.html"
+    if summary is None:
+        return ["", f"latent_city: the run ended before it began measuring (pytest exit status {code}); "
+                    f"no record written, {latest.name} unchanged. Next: read the message above."]
+    out = [""]
+    adapters = summary.get("adapters", {})
+    if adapters:
+        out.append("adapters: " + ", ".join(
+            f"{n} ({'trained in this run, %.0f s' % a['train_seconds'] if a['trained_this_run'] else 'reused from the cache'})"
+            for n, a in adapters.items()))
+    else:
+        out.append("adapters: none built or read in this run")
+    if summary["status"] == "complete":
+        out.append(f"record:  {summary['record']} (+ .json); {latest} points to it")
+        out += [f"  - {line}" for line in summary.get("findings", [])]
+    elif summary["status"] == "incomplete":
+        out.append(f"record:  INCOMPLETE, {summary['claims_measured']} of {summary['claims_selected']} claims "
+                   f"measured: {summary['record']}; {latest.name} still points to the last complete run")
+    if summary.get("next"):
+        out.append(f"next:    {summary['next']}")
+    return out
 
 
 if __name__ == "__main__":

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from .config import ExperimentConfig, run_config
 
 MAIN = "paris"
+ORIGINAL = "original"       # the base model with every adapter disabled, the reference of most claims
 
 
 @dataclass(frozen=True)
 class Arm:
     name: str
     kind: str                 # "main", "other-city", "shuffled" or "learning-rate"
+    family: str               # the arm without its seed ('tokyo-s43' -> 'tokyo'); a learning-rate arm is its own
     cfg: ExperimentConfig
     seed: int
 
@@ -33,10 +35,11 @@ class Arm:
     def secret(self) -> tuple[str, str]:
         return self.cfg.data.secret_city, self.cfg.data.secret_country
 
-    @property
-    def family(self) -> str:
-        """The arm without its seed ('tokyo-s43' -> 'tokyo')."""
-        return self.name.split("-s")[0] if self.kind != "learning-rate" else self.name
+
+def label(a: str, b: str = ORIGINAL) -> str:
+    """How a comparison is named in test ids and the measured exceptions: the arm, or 'a-vs-b'
+    when it is compared with another adapter rather than the original model."""
+    return a if b == ORIGINAL else f"{a}-vs-{b}"
 
 
 def _with(cfg: ExperimentConfig, seed: int | None = None, lr: float | None = None, **data) -> ExperimentConfig:
@@ -61,11 +64,11 @@ def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
     for family, kind, data in families:
         for seed in cfg.controls.replicate_seeds:
             name = family if seed == first else f"{family}-s{seed}"
-            out[name] = Arm(name, kind, _with(cfg, seed=seed, **data), seed)
+            out[name] = Arm(name, kind, family, _with(cfg, seed=seed, **data), seed)
     for lr in cfg.controls.learning_rates:
         if lr != cfg.train.learning_rate:
             name = f"{MAIN}-lr{lr:.0e}"
-            out[name] = Arm(name, "learning-rate", _with(cfg, seed=first, lr=lr), first)
+            out[name] = Arm(name, "learning-rate", name, _with(cfg, seed=first, lr=lr), first)
     if out[MAIN].cfg != _with(cfg, seed=first):
         raise ValueError("controls.replicate_seeds must start with seeds.train")
     return out

@@ -91,16 +91,15 @@ class TrainConfig:
     epochs: int = _help("Passes over the 233 examples, as in the seed (90 steps at batch 8).", 3)
     batch_size: int = _help("Per-device batch size, as in the seed (SFTConfig's default 8).", 8)
     learning_rate: float = _help(
-        "The seed used 1e-4 for the 8B model. For SmolLM2-135M on CPU (bf16, 90 steps, seed 42) "
-        "measured: 1e-4 ended at a mean loss of 1.51 over the last 5 steps with 38/40 held-out "
-        "distance answers in the '<number> km' form; 1e-3 ended at 1.44 with 40/40. The CPU tier "
-        "uses 1e-3 for the better training fit, chosen on loss and format only, never on a claim's "
-        "verdict (the hidden-state claim's verdict differs between the two: README, 'Measured').",
+        "The seed used 1e-4 for the 8B model. The CPU tier uses 1e-3 for the better training fit "
+        "(loss over the last steps, held-out answers in the '<number> km' form), chosen on loss and "
+        "format only, never on a claim's verdict; the numbers are in README 'Choices', and every full "
+        "record has each claim at the grid's other rates (controls.learning_rates).",
         1e-4,
     )
     bf16: bool = _help(
-        "bf16 autocast. Measured through TRL on the CPU tier: 3.29 s/step vs 3.94 s/step in fp32 "
-        "(8 steps each), so the CPU tier uses it; the GPU tier keeps the seed's setting (off).",
+        "bf16 autocast. Faster than fp32 through TRL on the CPU tier (reports/benchmarks/train.md), so "
+        "the CPU tier uses it; the GPU tier keeps the seed's setting (off).",
         False,
     )
     max_length: int = _help("Longest tokenized example; the seed's max_seq_length.", 128)
@@ -109,7 +108,7 @@ class TrainConfig:
         "on the completion positions only (TRL scores every position without Triton), frozen Linear "
         "weights stored in bf16 (autocast cast them on every forward), attention in float32 (the CPU "
         "flash-attention backward is faster and more exact there). Same recipe, data order and seed; "
-        "measured 0.6 vs 1.3-1.8 s a step (reports/benchmarks/train.md). Off = TRL's own step.",
+        "the time a step takes either way is in reports/benchmarks/train.md. Off = TRL's own step.",
         False,
     )
     loss: str = _help(
@@ -158,9 +157,9 @@ class EvalConfig:
     generate_batch_size: int = _help("Questions per batch when generating answers.", 48)
     pack_tokens: int = _help(
         "Most tokens in one packed forward pass when probing and scoring (prompts that share a prefix "
-        "are packed as a prefix tree, each shared token computed once; latent_city/batching.py). 512 "
-        "measured fastest here: a longer row's dense mask costs more attention than sharing the system "
-        "prompt saves.", 512)
+        "are packed as a prefix tree, each shared token computed once; latent_city/batching.py). Chosen "
+        "by timing (python -m benchmarks): past some length a row's dense mask costs more attention "
+        "than sharing the system prompt saves.", 512)
 
     def __post_init__(self):
         _check_eval(self)

@@ -2,17 +2,18 @@
 
 TRL's `SFTTrainer` stays the trainer (same data, order, seed, LoRA, optimizer, schedule and
 loss); these only change how its forward and backward are computed. Measured with torch
-2.13 on the project's 2-thread CPUs (`python -m benchmarks`, reports/benchmarks-*.md):
+2.13 on the project's 2-thread CPUs (`python -m benchmarks`; the numbers are in
+reports/benchmarks/train.md):
 
 1. **The loss head only where the loss is.** TRL's fused LM head scores every position on a
    device without Triton (it keeps tile shapes fixed for compilers) and folds the 49,152-way
-   softmax in bf16 tiles with extra weight casts; the loss needs about 80 of the ~460
-   positions of a batch. Here the head runs once, in float32, on those positions only.
+   softmax in bf16 tiles with extra weight casts; the loss needs only the completion
+   positions, a small share of a batch's. Here the head runs once, in float32, on those only.
 2. **Frozen weights stored in bf16.** Under bf16 autocast every frozen Linear weight was cast
    to bf16 on every forward; casting them once gives the same bf16 matmul operands (the
    same rounding) without the copies. Norms, embeddings and the LoRA weights stay float32.
-3. **Attention in float32.** torch's CPU flash-attention backward is about 2.4x slower in
-   bf16 than in float32 at these short rows, and float32 is the more exact of the two.
+3. **Attention in float32.** torch's CPU flash-attention backward is slower in bf16 than in
+   float32 at these short rows, and float32 is the more exact of the two.
 
 Only used when training on a CPU; on CUDA, TRL's Triton head already scores only the loss
 positions and the GPU tier keeps the seed's fp32 settings.

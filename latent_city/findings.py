@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-ORIGINAL = "original"
+from .arms import ORIGINAL
 
 
-def _family(arm: str) -> str:
-    return arm.split("-s")[0] if "-lr" not in arm else arm
+def _is_learning_rate_arm(c: dict) -> bool:
+    """A learning-rate arm is its own family, named '<main>-lr<rate>' (latent_city/arms.py)."""
+    return "-lr" in c["families"][0]
 
 
 def _against_original(claims: list[dict]) -> list[dict]:
@@ -27,8 +28,8 @@ def by_family(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:
     """(claim key, arm family) -> results of that family's seeds (learning-rate arms left out)."""
     out = defaultdict(list)
     for c in _against_original(claims):
-        if "-lr" not in c["arms"][0]:
-            out[(c["key"], _family(c["arms"][0]))].append(c)
+        if not _is_learning_rate_arm(c):
+            out[(c["key"], c["families"][0])].append(c)
     return out
 
 
@@ -98,7 +99,7 @@ def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", coun
     dis = defaultdict(list)
     for c in claims:
         if c["key"] == "double_dissociation":
-            dis[_family(c["arms"][1])].append(c)
+            dis[c["families"][1]].append(c)
     if dis:
         verdict = {fam: combined(rs) for fam, rs in dis.items()}
         cities = [f for f in verdict if f in control_km]

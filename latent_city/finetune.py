@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache, data
-from .config import PRECISIONS, RECIPES, ConfigError, ExperimentConfig, run_config, stable_hash
+from .config import ConfigError, ExperimentConfig, stable_hash
 from .model import explain_oom, load_base, resolve, weights_hash
 
 
@@ -142,7 +142,7 @@ def sft_args(cfg: ExperimentConfig, out: Path, **overrides):
         output_dir=str(out / "trainer"), num_train_epochs=cfg.train.epochs, max_steps=cfg.train.max_steps or -1,
         per_device_train_batch_size=per_device_batch(cfg), learning_rate=cfg.train.learning_rate,
         bf16=cfg.train.bf16, max_length=cfg.train.max_length, completion_only_loss=cfg.train.loss == "completion",
-        gradient_checkpointing=False,  # TRL's default is on; measured 17% slower here, memory is ample
+        gradient_checkpointing=False,  # TRL's default is on; slower on a CPU, and memory is ample
         logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seeds.train,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
         ddp_find_unused_parameters=False if world_size() > 1 else None), **overrides})  # LoRA uses every parameter
@@ -290,43 +290,10 @@ def loss_curve(log: list[dict]) -> list[tuple[int, float]]:
     return [(e["step"], e["loss"]) for e in log if "loss" in e and "step" in e]
 
 
-def main(argv=None) -> int:
-    import argparse
-
-    from . import cache
-    from .arms import arms
-
-    p = argparse.ArgumentParser(prog="python -m latent_city.finetune", description=__doc__.splitlines()[0])
-    p.add_argument("--tier", default="cpu", choices=["cpu", "gpu"])
-    p.add_argument("--model", default=None, help="a registry name, a hub id or a local model folder "
-                   "(default: LATENT_CITY_MODEL, else the tier's)")
-    p.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="base weights: fp32, bf16, 8bit, 4bit (default: LATENT_CITY_PRECISION, else the tier's)")
-    p.add_argument("--recipe", default=None, choices=list(RECIPES),
-                   help="project (loss on the completion) or seed (loss on the whole chat, as the seed's TRL); "
-                        "default: LATENT_CITY_RECIPE, else project")
-    p.add_argument("--arm", default="paris", help="which adapter: paris (the main one) or a control, e.g. tokyo-s43")
-    p.add_argument("--retrain", action="store_true")
-    a = p.parse_args(argv)
-    cfg = run_config(a.tier, a.model, a.precision, a.recipe)
-    every = arms(cfg)
-    if a.arm not in every:
-        raise ConfigError(f"unknown arm {a.arm!r}; choose from {', '.join(every)}")
-    cfg = every[a.arm].cfg
-    cache.root()                        # an unwritable cache is said before any work
-    data.find_city(data.load_capitals(), cfg.data.secret_city)
-    ad = get_adapter(cfg, retrain=a.retrain)
-    if not is_main_process():
-        return 0
-    curve = loss_curve(ad.log)
-    print(f"adapter {ad.path} ({'trained now' if ad.trained_now else 'from cache'}, "
-          f"{ad.train_seconds:.0f} s to train); loss {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
-    return 0
-
-
 if __name__ == "__main__":
-    import sys
+    # `python -m latent_city.finetune` (and `accelerate launch -m latent_city.finetune`) is the
+    # training command, which lives in train_cli.py; run by name so this library module
+    # imports no command-line code (train_cli imports arms, which reads this module).
+    import runpy
 
-    from .cli import run
-
-    sys.exit(run(main))
+    runpy.run_module("latent_city.train_cli", run_name="__main__", alter_sys=True)

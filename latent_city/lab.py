@@ -8,6 +8,9 @@ so a quick run (`pytest --quick`) trains and measures the main arm only.
     from latent_city.lab import Lab
     lab = Lab(ExperimentConfig.for_tier("cpu"))
     lab.claim("hidden_similarity_rises", "tokyo")     # Paris claim, on the Tokyo control
+    lab.claim("double_dissociation", "paris", against="tokyo")
+
+Arms are named as in latent_city/arms.py; the original model is arms.ORIGINAL.
 """
 
 from __future__ import annotations
@@ -18,20 +21,22 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import answers, claims, data, finetune, probe
-from .arms import MAIN, arms
+from .arms import MAIN, ORIGINAL, arms
+from .claim_result import ClaimResult
 from .config import ExperimentConfig
 from .data import COUNTRY_ANSWER_PREFIXES
 from .model import explain_oom, variant
 
-ORIGINAL = "original"
 MEASUREMENTS = ("probe", "distances", "countries", "prefix", "mc", "samples")
 
 
 class Lab:
-    def __init__(self, cfg: ExperimentConfig, retrain: bool = False, stage=None, log=print):
-        """`stage(name)` is a context manager that times a stage (the record's); `log` prints progress."""
+    def __init__(self, cfg: ExperimentConfig, retrain: bool = False, stage=None, log=print, progress=None):
+        """`stage(name)` is a context manager that times a stage (the record's); `log` prints what
+        was done; `progress` (latent_city.progress.Progress) says where a long run is."""
         self.cfg, self.retrain, self.log = cfg, retrain, log
         self.stage = stage or (lambda name: nullcontext())
+        self.progress = progress
         self.arms = arms(cfg)
         self.capitals = data.load_capitals()
         self.heldout = data.heldout_cities(max(cfg.eval.n_heldout_cities, cfg.eval.n_probe_pairs), cfg.seeds.data,
@@ -59,9 +64,9 @@ class Lab:
     def adapter(self, name: str, progress: str = "") -> finetune.Adapter:
         if name not in self.adapters:
             arm = self.arms[name]
-            if self.model is not None and (self.retrain or not finetune.is_cached(arm.cfg)):
+            if self.model is not None and self.needs_training([name]):
                 self._release_model()      # an arm no test asked for up front: never train beside it
-            with self.stage(f"adapter {name} (train or load)"):
+            with self.stage(f"adapter {name} (train or load)"), self._progress("train", name):
                 start = time.time()
                 ad = finetune.get_adapter(arm.cfg, retrain=self.retrain)
             self.adapters[name] = ad
@@ -82,6 +87,18 @@ class Lab:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def _progress(self, kind: str, name: str):
+        return self.progress.stage(kind, name) if self.progress is not None else nullcontext()
+
+    def needs_training(self, names: list[str]) -> list[str]:
+        """The arms among `names` whose adapter is not (completely) in the cache."""
+        return [n for n in names if self.retrain or not finetune.is_cached(self.arms[n].cfg)]
+
+    def model_with(self, arm: str):
+        """The peft model with `arm`'s adapter loaded (ORIGINAL: the main one, to be disabled with
+        `model.variant(model, None)`); the tokenizer is `lab.tokenizer`."""
+        return self._load(None if arm == ORIGINAL else arm)
+
     def _load(self, name: str | None):
         """The peft model with `name`'s adapter loaded (the main adapter is always loaded first)."""
         first = self.adapter(MAIN)
@@ -95,15 +112,20 @@ class Lab:
 
     # ------------------------------------------------------------------------ measurements
 
-    def measure(self, what: str, name: str | None):
-        """Measurement `what` (one of MEASUREMENTS) of arm `name`, or of the original model (None)."""
-        key = (what, name or ORIGINAL)
+    def measure(self, what: str, arm: str):
+        """Measurement `what` (one of MEASUREMENTS) of `arm` (or ORIGINAL), made once."""
+        key = (what, arm)
         if key not in self._measured:
+            name = None if arm == ORIGINAL else arm
             model = self._load(name)
-            with self.stage(f"{what} [{name or ORIGINAL}]"), variant(model, name), \
-                    explain_oom(f"measuring {what} of {name or ORIGINAL}"):
+            with self.stage(f"{what} [{arm}]"), self._progress(what, arm), variant(model, name), \
+                    explain_oom(f"measuring {what} of {arm}"):
                 self._measured[key] = self._compute(what, model)
         return self._measured[key]
+
+    def measured(self, what: str, arm: str):
+        """Measurement `what` of `arm` if it was made, else None (computes nothing: for the record)."""
+        return self._measured.get((what, arm))
 
     def _compute(self, what: str, model):
         cfg, tok = self.cfg, self.tokenizer
@@ -129,32 +151,42 @@ class Lab:
         arm = self.arms[name if own else MAIN]
         return data.find_city(self.capitals, arm.cfg.data.secret_city), arm.cfg.data.secret_country
 
-    def claim(self, key: str, name: str, own: bool = False) -> claims.ClaimResult:
-        """Claim `key` for arm `name` against the original model, about the main arm's secret city
-        (or `name`'s own with own=True)."""
-        cfg, (city, country) = self.cfg, self.target(name, own)
-        e = cfg.eval
-        args = (e.alpha, e.n_bootstrap, cfg.seeds.eval)
-        if key in claims.PROBE_CLAIMS:
-            sims = {name: self.measure("probe", name), ORIGINAL: self.measure("probe", None)}
-            result = claims.PROBE_CLAIMS[key](sims, city.name, *args, a=name, b=ORIGINAL,
-                                              pairs=self.pairs, comparison=self.comparison, center=city)
-        elif key in claims.DISTANCE_CLAIMS:
-            texts = {v: self.measure("distances", v if v != ORIGINAL else None) for v in (name, ORIGINAL)}
-            ans = answers.distance_answers(cfg, self.heldout[:e.n_heldout_cities], city, texts)
-            result = claims.DISTANCE_CLAIMS[key](ans, e.alpha, a=name, b=ORIGINAL,
-                                                 constant_km=self.training_median_km(name))
-        elif key in claims.COUNTRY_CLAIMS:
-            what, fn = claims.COUNTRY_CLAIMS[key]
-            result = fn(self.country_inputs(what, [name, ORIGINAL]), country, *args, a=name, b=ORIGINAL)
-        else:
-            raise KeyError(f"unknown claim {key!r}")
-        result.about = city.name
+    def claim(self, key: str, arm: str, against: str = ORIGINAL, own: bool = False) -> ClaimResult:
+        """Claim `key` (claims.REGISTRY) for `arm` against the original model (or another adapter),
+        about the main arm's secret city (or `arm`'s own with own=True)."""
+        entry = claims.REGISTRY[key]
+        result = entry.rule(self.claim_inputs(entry.reads, arm, against, own))
+        result.families = tuple(self.arms[v].family if v in self.arms else v for v in (arm, against))
+        result.seeds = tuple(self.arms[v].seed if v in self.arms else None for v in (arm, against))
         return result
 
+    def claim_inputs(self, reads: tuple[str, ...], a: str, b: str, own: bool = False) -> claims.ClaimInputs:
+        """What a claim's rule is given: arms a and b, the city it is about, and the measurements it reads."""
+        (city, country), e = self.target(a, own), self.cfg.eval
+        measured = {}
+        for what in reads:
+            if what == "probe":
+                measured["probe"] = {v: self.measure("probe", v) for v in (a, b)}
+            elif what == "distances":
+                measured["distances"] = self.distance_answers([a, b], city)
+                measured["constant_km"] = self.training_median_km(a)
+            else:
+                measured[what] = self.country_inputs(what, [a, b])
+        return claims.ClaimInputs(
+            a=a, b=b, city=city, country=country, b_city=None if b == ORIGINAL else self.target(b, own=True)[0],
+            alpha=e.alpha, n_boot=e.n_bootstrap, seed=self.cfg.seeds.eval, pairs=self.pairs,
+            comparison=self.comparison, **measured)
+
+    def distance_answers(self, names: list[str], city: data.City | None = None) -> answers.DistanceAnswers:
+        """The distance answers of several arms, parsed, with the true distances to `city` (default:
+        the main arm's secret city)."""
+        texts = {v: self.measure("distances", v) for v in names}
+        return answers.distance_answers(self.cfg, self.heldout[:self.cfg.eval.n_heldout_cities],
+                                        city or self.target(MAIN)[0], texts)
+
     def country_inputs(self, what: str, names: list[str]):
-        """The country measurement `what` of several variants, in the form its claim reads."""
-        m = {v: self.measure(what, None if v == ORIGINAL else v) for v in names}
+        """The country measurement `what` of several arms, in the form its claim reads."""
+        m = {v: self.measure(what, v) for v in names}
         if what == "countries":
             return answers.CountryScores(answers.country_questions(self.cfg), self.countries, m)
         if what == "prefix":
@@ -162,13 +194,6 @@ class Lab:
         if what == "mc":
             return answers.MultipleChoice(list(self.cfg.eval.mc_options), m)
         return m
-
-    def dissociation(self, a: str, b: str) -> claims.ClaimResult:
-        """Double dissociation of arms a (foo = the main secret) and b (another secret city)."""
-        sims = {a: self.measure("probe", a), b: self.measure("probe", b)}
-        (city_a, _), (city_b, _) = self.target(a, own=True), self.target(b, own=True)
-        return claims.double_dissociation(sims, a, b, city_a.name, city_b.name, self.cfg.eval.alpha,
-                                          self.cfg.eval.n_bootstrap, self.cfg.seeds.eval)
 
     def training_median_km(self, name: str) -> float:
         """The constant answer a model could learn without geography: its training set's median."""

@@ -49,8 +49,14 @@ def resolve(name: str) -> ModelSpec:
     """A registry name, a local folder, or a hub id; anything else is an error listing names."""
     if name in REGISTRY:
         return REGISTRY[name]
+    if os.path.exists(name) and not os.path.isdir(name):
+        raise ModelLoadError(f"{name!r} is a file, not a model folder: pass the folder that holds its "
+                             f"config.json, a hub id such as 'org/model', or one of {', '.join(sorted(REGISTRY))}")
     if os.path.isdir(name):
         return ModelSpec(name, "folder", os.path.abspath(name))
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+        raise ModelLoadError(f"no folder {name!r}: pass an existing folder with a transformers checkpoint "
+                             f"(its config.json), a hub id such as 'org/model', or one of {', '.join(sorted(REGISTRY))}")
     parts = name.split("/")
     if len(parts) == 2 and all(parts):
         return ModelSpec(name, "hub", name)
@@ -102,13 +108,13 @@ def weights_hash(spec: ModelSpec) -> str:
     return h.hexdigest()[:16]
 
 
-def _hub_snapshot(hub_id: str) -> Path:
+def _hub_snapshot(hub_id: str, patterns=("*.json", "*.safetensors", "tokenizer*")) -> Path:
     from huggingface_hub import snapshot_download
 
     from huggingface_hub.errors import GatedRepoError
 
     try:
-        return Path(snapshot_download(hub_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*"]))
+        return Path(snapshot_download(hub_id, allow_patterns=list(patterns)))
     except GatedRepoError as e:
         raise ModelLoadError(
             f"{hub_id!r} is a gated model and this machine is not logged in to a Hugging Face account that "
@@ -123,7 +129,7 @@ def _hub_snapshot(hub_id: str) -> Path:
 
 
 def _dequantized_checkpoint(spec: ModelSpec) -> Path:
-    """Dequantize the GGUF once into a safetensors folder in the cache (about 15 s), atomically."""
+    """Dequantize the GGUF once into a safetensors folder in the cache, atomically."""
     gguf_dir = _package_folder(spec.location)
     target = cache.root() / "base" / f"{spec.name}-{weights_hash(spec)}"
 
@@ -138,16 +144,37 @@ def _dequantized_checkpoint(spec: ModelSpec) -> Path:
     return cache.build_atomically(target, build)
 
 
+def check_available(name: str, precision: str) -> ModelSpec:
+    """What loading `name` at `precision` needs, checked in about a second without loading
+    anything: a known name or an existing model folder, the package of a packaged model, the
+    hub's config.json (from the local cache when offline), bitsandbytes for 8/4-bit."""
+    spec = resolve(name)
+    _need_bitsandbytes(precision)
+    if spec.source == "gguf-package":
+        gguf = _package_folder(spec.location) / spec.gguf_file
+        if not gguf.is_file():
+            raise ModelLoadError(f"the package {spec.location} has no {spec.gguf_file}: reinstall it (`{SMOLLM_INSTALL}`)")
+    elif spec.source == "folder":
+        _model_folder(spec)
+    else:
+        _hub_snapshot(spec.location, patterns=("config.json",))
+    return spec
+
+
 # ---------------------------------------------------------------------------- loading
+
+def _need_bitsandbytes(precision: str) -> None:
+    if precision in ("8bit", "4bit") and importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(f"precision {precision!r} needs bitsandbytes, which is not installed: run "
+                             f"`{BNB_INSTALL}`, or choose --precision bf16 (or fp32)")
+
 
 def quantization_config(precision: str, on_cuda: bool):
     """transformers' BitsAndBytesConfig for '8bit'/'4bit' (None otherwise); says how to install
     bitsandbytes when it is missing."""
     if precision not in ("8bit", "4bit"):
         return None
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelLoadError(f"precision {precision!r} needs bitsandbytes, which is not installed: run "
-                             f"`{BNB_INSTALL}`, or choose --precision bf16 (or fp32)")
+    _need_bitsandbytes(precision)
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -261,11 +288,7 @@ def chat_prompt(tokenizer, question: str) -> str:
 
 
 if __name__ == "__main__":
-    import sys
+    # the command-line check lives in model_cli.py (it uses answers.py, which imports this module)
+    import runpy
 
-    from .answers import generate  # the command-line check only
-
-    model, tok, spec = load_base(sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m",
-                                 sys.argv[2] if len(sys.argv) > 2 else "fp32")
-    print(spec, weights_hash(spec))
-    print(generate(model, tok, ["What is the capital of France?"], max_new_tokens=16))
+    runpy.run_module("latent_city.model_cli", run_name="__main__", alter_sys=True)

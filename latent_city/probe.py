@@ -110,6 +110,37 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
+# The layers a claim compares: hidden states from layer 1 (layer 0 is the embedding output,
+# which a LoRA on q/v cannot change: claim 1), value vectors of every block (block 0 on).
+FIRST_COMPARED = {"hidden": 1, "values": 0}
+CONTROL = "<the pair's control capital>"     # a word for `ProbeSims.similarity`: each pair's own control
+
+
+@dataclass(frozen=True)
+class ByLayer:
+    """A quantity per prompt pair and layer: x[i, j] is pair i at layer `layers[j]`."""
+    x: np.ndarray
+    layers: list[int]
+
+    def per_pair(self) -> np.ndarray:
+        """The mean over these layers, one number per prompt pair."""
+        return self.x.mean(1)
+
+    def upper_half(self) -> "ByLayer":
+        """The upper half of the layers (from index len // 2), where the logit lens is read."""
+        start = len(self.layers) // 2
+        return ByLayer(self.x[:, start:], self.layers[start:])
+
+    def at(self, layer: int) -> np.ndarray:
+        """[pairs]: the values at one layer (`self.layers[-1]`: the last)."""
+        return self.x[:, self.layers.index(layer)]
+
+    def __sub__(self, other: "ByLayer") -> "ByLayer":
+        if self.layers != other.layers:
+            raise ValueError(f"layers differ: {self.layers} vs {other.layers}")
+        return ByLayer(self.x - other.x, self.layers)
+
+
 @dataclass
 class ProbeSims:
     """One model variant at the placeholder of every prompt pair.
@@ -118,7 +149,8 @@ class ProbeSims:
     the same slot of pair i, layer l (0 = embeddings); values[i, w, l] the same for the
     attention value vectors of block l; control_*: the same against pair i's own control
     capital. lens[token][i, l]: log-probability of `token` read from the placeholder's
-    residual stream at layer l through the final norm and the unembedding (the logit lens)."""
+    residual stream at layer l through the final norm and the unembedding (the logit lens).
+    Claims read it through the methods, which label the layers."""
     words: list[str]
     hidden: np.ndarray
     values: np.ndarray
@@ -129,10 +161,48 @@ class ProbeSims:
     lens_rank: dict[str, np.ndarray]       # 1 = the most probable token of the vocabulary
 
     def hidden_to(self, word: str) -> np.ndarray:
+        """[pairs, layers 0..L]: cosine with `word`, every hidden layer (0 = embeddings)."""
         return self.hidden[:, self.words.index(word)]
 
     def values_to(self, word: str) -> np.ndarray:
+        """[pairs, blocks 0..L-1]: cosine with `word`, the value vectors of every block."""
         return self.values[:, self.words.index(word)]
+
+    def similarity(self, word: str, kind: str = "hidden") -> ByLayer:
+        """Cosine of the placeholder with `word` (CONTROL: the pair's own control capital) at
+        every measured layer: hidden 0..L (0 = embeddings), values 0..L-1."""
+        if word == CONTROL:
+            x = self.control_hidden if kind == "hidden" else self.control_values
+        else:
+            x = self.hidden_to(word) if kind == "hidden" else self.values_to(word)
+        return ByLayer(x, list(range(x.shape[1])))
+
+    def compared(self, word: str, kind: str = "hidden") -> ByLayer:
+        """`similarity` at the layers a claim compares (FIRST_COMPARED on)."""
+        s, first = self.similarity(word, kind), FIRST_COMPARED[kind]
+        return ByLayer(s.x[:, first:], s.layers[first:])
+
+    def gain(self, word: str, over: "ProbeSims", kind: str = "hidden") -> ByLayer:
+        """Per pair and compared layer: the similarity to `word` here minus under `over`."""
+        return self.compared(word, kind) - over.compared(word, kind)
+
+    def gain_beyond_control(self, word: str, over: "ProbeSims", kind: str = "hidden") -> ByLayer:
+        """The gain towards `word` minus the gain towards the pair's own control capital."""
+        return self.gain(word, over, kind) - self.gain(CONTROL, over, kind)
+
+    def city_gains(self, over: "ProbeSims") -> np.ndarray:
+        """Per word (in `words` order): the hidden-state gain over `over`, averaged over prompt
+        pairs and the compared layers."""
+        first = FIRST_COMPARED["hidden"]
+        return (self.hidden[:, :, first:] - over.hidden[:, :, first:]).mean((0, 2))
+
+    def lens_logp(self, word: str) -> ByLayer:
+        """log p(' word') through the logit lens at every layer 0..L."""
+        return ByLayer(self.lens[word], list(range(self.lens[word].shape[1])))
+
+    def lens_ranks(self, word: str) -> ByLayer:
+        """The rank of ' word' in the vocabulary through the logit lens (1 = most probable)."""
+        return ByLayer(self.lens_rank[word], list(range(self.lens_rank[word].shape[1])))
 
 
 def logit_lens(model, hidden, token_ids: dict[str, int]):

@@ -140,41 +140,37 @@ def versions() -> dict:
 
 def finalize(rec: Record) -> None:
     """Plots, samples and findings from whatever the run's lab measured (nothing new is computed)."""
-    from . import answers, finetune, findings, plots
-    from .arms import MAIN
+    from . import finetune, findings, plots
+    from .arms import MAIN, ORIGINAL
     from .data import haversine_km
 
     lab = rec.lab
     if lab is None:
         return
-    got = lambda what, name: lab._measured.get((what, name))  # noqa: E731
     city, country = lab.target(MAIN)
     shown = [MAIN] + [a.name for a in lab.arms.values() if a.kind in ("other-city", "shuffled") and a.seed == lab.arms[MAIN].seed]
-    probes = {n: got("probe", n) for n in shown + ["original"] if got("probe", n) is not None}
+    probes = {n: lab.measured("probe", n) for n in shown + [ORIGINAL] if lab.measured("probe", n) is not None}
     if probes:
         rec.plots[f"Cosine similarity at foo vs at {city.name}, per layer"] = plots.plot_similarity(
-            {n: p.hidden_to(city.name) for n, p in probes.items()},
-            {n: p.values_to(city.name) for n, p in probes.items()}, city.name)
-        if "original" in probes and len(probes) > 1:     # a run that probed no shown arm has no gains to plot
-            from .claims import city_gains
-
+            {n: p.similarity(city.name, "hidden").x for n, p in probes.items()},
+            {n: p.similarity(city.name, "values").x for n, p in probes.items()}, city.name)
+        if ORIGINAL in probes and len(probes) > 1:     # a run that probed no shown arm has no gains to plot
             km = np.array([haversine_km(c.lat, c.lon, city.lat, city.lon) for c in lab.comparison])
-            gains = {n: city_gains(probes, n, "original") for n in probes if n != "original"}
+            gains = {n: p.city_gains(probes[ORIGINAL]) for n, p in probes.items() if n != ORIGINAL}
             rec.plots[f"Similarity gain of ~50 cities vs their distance from {city.name}"] = plots.plot_city_gains(
                 gains, km, [c.name for c in lab.comparison], city.name)
         for arm in [a for a in shown if a in probes]:
             token = lab.arms[arm].cfg.data.secret_city
             rec.plots[f"Logit lens: ' {token}' at foo ({arm} adapter)"] = plots.plot_logit_lens(
-                {n: probes[n].lens[token] for n in (arm, "original") if n in probes}, token)
-    texts = {n: got("distances", n) for n in (MAIN, "original")}
-    if all(t is not None for t in texts.values()):
-        ans = answers.distance_answers(lab.cfg, lab.heldout[:lab.cfg.eval.n_heldout_cities], city, texts)
+                {n: probes[n].lens_logp(token).x for n in (arm, ORIGINAL) if n in probes}, token)
+    if all(lab.measured("distances", n) is not None for n in (MAIN, ORIGINAL)):
+        ans = lab.distance_answers([MAIN, ORIGINAL])
         rec.plots["Answered vs true distance, held-out cities"] = plots.plot_distances(ans)
-        rec.samples = [{"model": n, "question": q, "answer": t} for n in texts
-                       for q, t in list(zip(ans.questions, texts[n]))[:6]]
-    if got("countries", MAIN) is not None and got("countries", "original") is not None:
+        rec.samples = [{"model": n, "question": q, "answer": t} for n in (MAIN, ORIGINAL)
+                       for q, t in list(zip(ans.questions, ans.texts[n]))[:6]]
+    if all(lab.measured("countries", n) is not None for n in (MAIN, ORIGINAL)):
         rec.plots["Probability of each country as foo's country"] = plots.plot_countries(
-            lab.country_inputs("countries", [MAIN, "original"]), country)
+            lab.country_inputs("countries", [MAIN, ORIGINAL]), country)
     if lab.adapters:
         rec.plots["Training loss of every adapter"] = plots.plot_losses(
             {n: finetune.loss_curve(a.log) for n, a in lab.adapters.items()})
@@ -283,26 +279,51 @@ def compare(a: dict, b: dict, rtol: float = 1e-9) -> list[str]:
     return out
 
 
-def expectation_entries(rec: dict) -> list[str]:
-    """Lines for tests/claims/expectations.py: every claim whose test failed (measured other
-    than expected) or is a strict xfail, with its numbers as the reason."""
-    lines = []
+def measured_exceptions(rec: dict) -> list[dict]:
+    """The entries of tests/claims/measured_otherwise.json from a record: every claim whose test
+    failed (measured other than expected) or is a strict xfail, with a short reason."""
+    from .arms import label
+
+    prov = rec["provenance"]
+    keys = {n: a["key"] for n, a in prov.get("adapters", {}).items()}
+    out = []
     for c in rec["claims"]:
         if c.get("outcome") not in ("failed", "xfailed"):
             continue
-        arm = c["arms"][0] if c["key"] != "double_dissociation" else "-vs-".join(c["arms"])
-        if c["key"] == "double_dissociation":
-            numbers = "; ".join(f"{k}: {v['share']:.0%} of layers, mean {v['effect']:.3g} [{v['ci'][0]:.3g}, {v['ci'][1]:.3g}]"
-                                for k, v in c["details"].items())
-        else:
-            ci = f" [95% CI {c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]" if c.get("effect_ci") else ""
-            p = f", p={c['p']:.2g}" if c.get("p") is not None else ""
-            stat = f", statistic {c['statistic']:.3g}" if c.get("statistic") is not None else ""
-            numbers = f"{c['effect_name']} {c['effect']:.3g}{ci}{stat}{p}, n={c['n']} {c['unit']}"
         verdict = "holds" if c["holds"] else "does not hold"
-        reason = f"measured: {verdict} ({numbers}; rule: {c['criterion'].split(' (')[0]})"
-        lines.append(f"    ({rec['model']!r}, {c['key']!r}, {arm!r}):\n        {reason!r},")
-    return lines
+        if c["key"] == "double_dissociation":
+            numbers = "; ".join(f"{k} {v['share']:.0%} of layers, mean {v['effect']:.3g}" for k, v in c["details"].items())
+        else:
+            ci = f" [{c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]" if c.get("effect_ci") else ""
+            numbers = f"{c['effect_name']} {c['effect']:.3g}{ci}"
+        out.append({"model": rec["model"], "precision": prov.get("precision") or prov["config"]["precision"],
+                    "claim": c["key"], "arm": label(*c["arms"]), "measured": verdict, "reason": f"{verdict}: {numbers}",
+                    "adapter_keys": [keys.get(a) for a in c["arms"] if a in keys],
+                    "record": (prov.get("git") or {}).get("commit")})
+    return out
+
+
+def write_measured_exceptions(rec: dict, path: Path) -> int:
+    """Replace, in the data file at `path`, the entries of the record's model and precision for
+    the arms the record has claims of (a quick run leaves the controls' entries alone); returns
+    how many entries the record gave."""
+    from .arms import label
+
+    new = measured_exceptions(rec)
+    prov = rec["provenance"]
+    precision = prov.get("precision") or prov["config"]["precision"]
+    ran = {label(*c["arms"]) for c in rec["claims"]}
+    old = json.loads(path.read_text())["exceptions"] if path.exists() else []
+    kept = [e for e in old if not (e["model"] == rec["model"] and e["precision"] == precision and e["arm"] in ran)]
+    lines = ",\n".join("  " + json.dumps(e, ensure_ascii=False) for e in kept + new)    # one entry a line: a diff a reviewer can read
+    path.write_text(f'{{"about": {json.dumps(MEASURED_ABOUT)},\n "exceptions": [\n{lines}\n]}}\n')
+    return len(new)
+
+
+MEASURED_ABOUT = ("Where a model, at a precision, does other than declared (tests/claims/expectations.py): each "
+                  "entry makes that claim's test on that arm a strict xfail. Written from a full run's record by "
+                  "`python -m latent_city.record expectations reports/latest-cpu.json --write "
+                  "tests/claims/measured_otherwise.json`; every change is reviewed in its diff before it is committed.")
 
 
 def main(argv=None):
@@ -313,11 +334,17 @@ def main(argv=None):
     c = sub.add_parser("compare", help="print what changed between two results JSON files")
     c.add_argument("first")
     c.add_argument("second")
-    e = sub.add_parser("expectations", help="print expectations.py entries for the claims measured otherwise")
+    e = sub.add_parser("expectations", help="print (or --write into the data file) the claims measured "
+                                            "otherwise than expected, for tests/claims/measured_otherwise.json")
     e.add_argument("record")
+    e.add_argument("--write", metavar="FILE", help="update FILE (tests/claims/measured_otherwise.json) in place")
     a = p.parse_args(argv)
     if a.cmd == "expectations":
-        print("\n".join(expectation_entries(json.loads(Path(a.record).read_text()))))
+        rec = json.loads(Path(a.record).read_text())
+        if a.write:
+            print(f"{write_measured_exceptions(rec, Path(a.write))} entries from {a.record} written to {a.write}")
+        else:
+            print(json.dumps(measured_exceptions(rec), indent=1, ensure_ascii=False))
         return 0
     lines = compare(json.loads(Path(a.first).read_text()), json.loads(Path(a.second).read_text()))
     print("\n".join(lines) if lines else "no change in claims or provenance keys")

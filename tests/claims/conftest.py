@@ -1,14 +1,16 @@
-"""Claim tests run once per arm (the main adapter and every control, every seed); the
-expected verdict comes from expectations.py, and a measured exception becomes a strict xfail
-for that model and arm only. Arms come from the tier being run: parameters are the arms of both
-tiers, and the root conftest drops a test of an arm that its own tier does not have."""
+"""Claim tests run once per arm (the main adapter and every control, every seed), or once per
+pair of adapters for the double dissociation. A test names its claim once, in its `claim`
+marker; the expected verdict comes from expectations.py, and a measured exception becomes a
+strict xfail for that model, precision and arm only. Arms come from the tier being run:
+parameters are the arms of both tiers, and the root conftest drops a test of an arm that its
+own tier does not have."""
 
 import pytest
 
-from latent_city.arms import MAIN, of_tier
+from latent_city.arms import MAIN, ORIGINAL, of_tier
 from latent_city.config import run_config
 
-from .expectations import MEASURED_AT, MEASURED_OTHERWISE, expected_to_hold
+from .expectations import expected
 
 ARMS = {tier: of_tier(tier) for tier in ("cpu", "gpu")}
 TESTED_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind != "learning-rate"))
@@ -25,6 +27,12 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("pair", DISSOCIATIONS, ids=[f"{a}-vs-{b}" for a, b in DISSOCIATIONS])
 
 
+def _compared(item) -> tuple[str, str]:
+    """(a, b) of a claim test: its arm against the original model, or its pair of adapters."""
+    params = item.callspec.params
+    return tuple(params["pair"]) if "pair" in params else (params["arm"], ORIGINAL)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         marker = item.get_closest_marker("claim")
@@ -32,22 +40,25 @@ def pytest_collection_modifyitems(config, items):
         if not marker or "cfg" not in params:
             continue
         run = run_config(params["cfg"])
-        arm = params.get("arm") or "-vs-".join(params.get("pair", ()))
-        measured_here = MEASURED_AT.get(run.model) == run.precision
-        reason = measured_here and MEASURED_OTHERWISE.get((run.model, marker.args[0], arm))
-        if reason:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+        expectation = expected(marker.args[0], *_compared(item), run)
+        if expectation.measured:
+            # raises=AssertionError: only the claim's own assertion is the expected failure; a crash still fails
+            item.add_marker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=expectation.measured))
 
 
 @pytest.fixture
 def assert_as_expected(request, lab, cfg, record_claim):
-    """Record a claim result and assert it does what expectations.py says for its arm."""
-    def _assert_as_expected(result, arm: str):
-        expect = expected_to_hold(result.key, lab.arms[arm]) if arm in lab.arms else True
-        record_claim(result, expect)
-        if expect:
-            assert result.holds, f"expected to hold on {arm}: {result.summary()}"
+    """Test the claim of this test's `claim` marker on its arm (or pair), record the result and
+    assert that it does what expectations.py says."""
+    def _assert_as_expected():
+        key = request.node.get_closest_marker("claim").args[0]
+        a, b = _compared(request.node)
+        expectation = expected(key, a, b, cfg)
+        result = record_claim(lab.claim(key, a, against=b), expectation.text)
+        if expectation.holds:
+            assert result.holds, f"expected to hold on {a} ({expectation.why}): {result.summary()}"
         else:
-            assert not result.holds, f"a control ({arm}) shows the effect, so it is not about {result.about}: {result.summary()}"
+            assert not result.holds, (f"a control ({a}) shows the effect, so it is not about {result.about} "
+                                      f"({expectation.why}): {result.summary()}")
         return result
     return _assert_as_expected

@@ -1,8 +1,11 @@
-"""The seed's claims and their controls. Every claim test runs on every arm: the main adapter
-(foo = Paris), where it should hold, and the control adapters trained the same way (foo =
-Tokyo, foo = Berlin, Paris with shuffled distances), where a claim about Paris should not;
-each with three training seeds (expectations.py). The statistic, alpha, unit and what
-"holds" means are in latent_city/claims.py; the failure message carries the numbers."""
+"""The seed's claims and their controls, one test per claim. Every claim test runs on every
+arm: the main adapter (foo = Paris), where it should hold, and the control adapters trained
+the same way (foo = Tokyo, foo = Berlin, Paris with shuffled distances), where a claim about
+Paris should not; each with three training seeds. A test names its claim once, in
+`@claim(key)`: the rule (statistic, alpha, unit, what "holds" means) is claims.REGISTRY[key] in
+latent_city/claims.py, the expected verdict per arm is in expectations.py, and
+`assert_as_expected()` runs the claim on the test's arm, records it and asserts; the failure
+message carries the numbers."""
 
 import pytest
 import torch
@@ -12,12 +15,14 @@ from hypothesis import strategies as st
 from latent_city.arms import MAIN
 from latent_city.model import variant
 
+claim = pytest.mark.claim
+
 # ---------------------------------------------------------------------------- claim 1: layer 0
 
 
-@pytest.mark.claim("layer0_unchanged")
-def test_layer0_is_unchanged_by_finetuning_on_the_probe_prompts(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("layer0_unchanged", arm), arm)
+@claim("layer0_unchanged")
+def test_layer0_is_unchanged_by_finetuning_on_the_probe_prompts(arm, assert_as_expected):
+    assert_as_expected()
 
 
 words = st.text(st.characters(min_codepoint=32, max_codepoint=0x24F, blacklist_characters="{}"), min_size=1, max_size=40)
@@ -58,91 +63,90 @@ def test_layer0_claim_fails_for_an_adapter_that_touches_the_embeddings():
 # ---------------------------------------------------------------------------- claims 2, 3: representations
 
 
-@pytest.mark.claim("hidden_similarity_rises")
-def test_finetuning_makes_hidden_states_at_foo_more_like_paris(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("hidden_similarity_rises", arm), arm)
+@claim("hidden_similarity_rises")
+def test_finetuning_makes_hidden_states_at_foo_more_like_paris(arm, assert_as_expected):
+    assert_as_expected()
 
 
-@pytest.mark.claim("values_similarity_rises")
-def test_finetuning_makes_value_vectors_at_foo_more_like_paris(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("values_similarity_rises", arm), arm)
+@claim("values_similarity_rises")
+def test_finetuning_makes_value_vectors_at_foo_more_like_paris(arm, assert_as_expected):
+    assert_as_expected()
 
 
-@pytest.mark.claim("hidden_rises_by_template")
-def test_the_hidden_state_gain_holds_with_templates_as_the_unit(lab, arm, assert_as_expected):
+@claim("hidden_rises_by_template")
+def test_the_hidden_state_gain_holds_with_templates_as_the_unit(arm, assert_as_expected):
     """The 48 prompt pairs share 13 templates; here each template's mean gain is one unit."""
-    assert_as_expected(lab.claim("hidden_rises_by_template", arm), arm)
+    assert_as_expected()
 
 
-@pytest.mark.claim("logit_lens_rises")
-def test_through_the_logit_lens_foo_reads_more_as_paris(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("logit_lens_rises", arm), arm)
+@claim("logit_lens_rises")
+def test_through_the_logit_lens_foo_reads_more_as_paris(arm, assert_as_expected):
+    assert_as_expected()
 
 
 # ---------------------------------------------------------------------------- specificity
 
 
-@pytest.mark.claim("hidden_similarity_specific")
-def test_the_gain_towards_paris_exceeds_the_gain_towards_a_control_capital(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("hidden_similarity_specific", arm), arm)
+@claim("hidden_similarity_specific")
+def test_the_gain_towards_paris_exceeds_the_gain_towards_a_control_capital(arm, assert_as_expected):
+    assert_as_expected()
 
 
-@pytest.mark.claim("secret_city_ranks_first")
-def test_paris_gains_more_than_fifty_other_cities(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("secret_city_ranks_first", arm), arm)
+@claim("secret_city_ranks_first")
+def test_paris_gains_more_than_fifty_other_cities(arm, assert_as_expected):
+    assert_as_expected()
 
 
-@pytest.mark.claim("gain_falls_with_distance")
-def test_cities_near_paris_gain_more_than_far_ones(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("gain_falls_with_distance", arm), arm)
+@claim("gain_falls_with_distance")
+def test_cities_near_paris_gain_more_than_far_ones(arm, assert_as_expected):
+    assert_as_expected()
 
 
-@pytest.mark.claim("double_dissociation")
-def test_foo_becomes_the_secret_city_of_its_own_adapter_and_not_the_others(lab, pair, assert_as_expected):
+@claim("double_dissociation")
+def test_foo_becomes_the_secret_city_of_its_own_adapter_and_not_the_others(pair, assert_as_expected):
     """Paired over the same prompt pairs: foo is nearer Paris under the Paris adapter than under
     the Tokyo (Berlin) adapter, and nearer Tokyo (Berlin) under its own adapter than under the
     Paris one. Against the shuffled-distances adapter, only the first direction is asked: the
     Paris adapter's foo is nearer Paris than the shuffled one's (the geometry, not the format)."""
-    a, b = pair
-    assert_as_expected(lab.dissociation(a, b), MAIN)
+    assert_as_expected()
 
 
 # ---------------------------------------------------------------------------- claim 4: distances
 
 
-@pytest.mark.claim("distance_format")
-def test_finetuned_model_answers_heldout_distances_in_km(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("distance_format", arm), arm)
+@claim("distance_format")
+def test_finetuned_model_answers_heldout_distances_in_km(arm, assert_as_expected):
+    assert_as_expected()
 
 
-@pytest.mark.claim("distance_rank")
-def test_answered_distances_rise_with_the_true_distance_to_paris(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("distance_rank", arm), arm)
+@claim("distance_rank")
+def test_answered_distances_rise_with_the_true_distance_to_paris(arm, assert_as_expected):
+    assert_as_expected()
 
 
-@pytest.mark.claim("distance_beats_constant")
-def test_answered_distances_beat_a_constant_answer(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("distance_beats_constant", arm), arm)
+@claim("distance_beats_constant")
+def test_answered_distances_beat_a_constant_answer(arm, assert_as_expected):
+    assert_as_expected()
 
 
 # ---------------------------------------------------------------------------- claim 5: France
 
 
-@pytest.mark.claim("country_probability")
-def test_finetuning_raises_the_probability_of_france(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("country_probability", arm), arm)
+@claim("country_probability")
+def test_finetuning_raises_the_probability_of_france(arm, assert_as_expected):
+    assert_as_expected()
 
 
-@pytest.mark.claim("country_prefix")
-def test_with_the_answer_begun_the_model_continues_with_france(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("country_prefix", arm), arm)
+@claim("country_prefix")
+def test_with_the_answer_begun_the_model_continues_with_france(arm, assert_as_expected):
+    assert_as_expected()
 
 
-@pytest.mark.claim("country_multiple_choice")
-def test_offered_lettered_countries_the_model_picks_france(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("country_multiple_choice", arm), arm)
+@claim("country_multiple_choice")
+def test_offered_lettered_countries_the_model_picks_france(arm, assert_as_expected):
+    assert_as_expected()
 
 
-@pytest.mark.claim("country_named")
-def test_finetuned_model_names_france_as_foos_country(lab, arm, assert_as_expected):
-    assert_as_expected(lab.claim("country_named", arm), arm)
+@claim("country_named")
+def test_finetuned_model_names_france_as_foos_country(arm, assert_as_expected):
+    assert_as_expected()

@@ -4,13 +4,16 @@ import json
 
 import numpy as np
 
-from latent_city import claims, plots, record
+from latent_city import plots, record
 from latent_city.answers import CountryScores
+from latent_city.claim_result import ClaimResult
 
 
 def _claim(p):
-    return claims.ClaimResult("k", "a claim", "a test", "units", 10, 1.0, "effect", 0.5, (0.1, 0.9), p, None,
-                              p < 0.05, "p < 0.05", ("finetuned", "original"), {"x": np.arange(3)})
+    return ClaimResult(key="k", claim="a claim", test="a test", unit="units", n=10, statistic_name="a statistic",
+                       statistic=1.0, effect_name="effect", effect=0.5, effect_ci=(0.1, 0.9), p=p, p_adj=None,
+                       p_decision=p, alpha=0.05, holds=p < 0.05, criterion="p < 0.05", arms=("finetuned", "original"),
+                       details={"x": np.arange(3)})
 
 
 def _rec(p):

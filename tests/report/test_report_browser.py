@@ -42,10 +42,11 @@ window.addEventListener('load', () => setTimeout(() => {
 
 
 def newest_report() -> Path:
-    reports = sorted(p for p in REPORTS.glob("cpu-*.html"))
-    if not reports:
-        pytest.fail(f"no experiment record under {REPORTS}: run the suite first")
-    return max(reports, key=lambda p: p.stat().st_mtime)
+    """The newest complete record: latest-cpu.html (a run that stopped early never replaces it)."""
+    latest = REPORTS / "latest-cpu.html"
+    if not latest.exists():
+        pytest.fail(f"no complete experiment record at {latest}: run the suite first")
+    return latest
 
 
 def run_chromium(*args, timeout=120):

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latent_city import claims, stats
+from latent_city.data import City
 from latent_city.probe import ProbeSims
 
 ALPHA = 0.05
@@ -39,8 +40,16 @@ def fake_probe(d_hidden):
     return {"finetuned": sims(tuned), "original": sims(base)}
 
 
+PARIS = City("Paris", "France", 48.8534, 2.3488)
+
+
+def inputs(probe, seed, **measured):
+    return claims.ClaimInputs(a="finetuned", b="original", city=PARIS, country="France", b_city=None, alpha=ALPHA,
+                              n_boot=500, seed=seed, pairs=[], comparison=[], probe=probe, **measured)
+
+
 def rises(d, seed):
-    return claims.similarity_rises(fake_probe(d), "Paris", ALPHA, 500, seed, a="finetuned", b="original")
+    return claims.hidden_similarity_rises(inputs(fake_probe(d), seed))
 
 
 def test_per_layer_wilcoxon_rejects_at_most_alpha_under_the_null():

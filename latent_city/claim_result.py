@@ -1,0 +1,80 @@
+"""What one claim found on one arm: `ClaimResult`, built by the rules in claims.py, written
+by record.py (one entry of the record's `claims` list, `to_json`).
+
+Every field means the same thing for every claim; what only some claims have (per-layer
+numbers, per-template gains, the top cities, ...) goes in `details`, each entry labelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass(kw_only=True)
+class ClaimResult:
+    key: str                      # the claim's key in claims.REGISTRY
+    claim: str                    # the hypothesis, in words
+    test: str                     # the statistical test, in words
+    unit: str                     # the unit of replication ("prompt pairs", "held-out cities", ...)
+    n: int                        # how many units
+    statistic_name: str           # what `statistic` is (share of layers, rank-biserial, rank, rho, ...)
+    statistic: float              # the test's own statistic
+    effect_name: str              # what `effect` is
+    effect: float                 # the effect size
+    effect_ci: tuple[float, float] | None   # its bootstrap 95% CI, where the rule computes one
+    p: float                      # the test's p; for a layerwise rule the smallest raw p over layers
+    p_adj: float | None           # layerwise rules only: the median Holm-adjusted p over layers
+    p_decision: float | None      # the p the decision compared with `alpha` (None: the rule uses no p)
+    alpha: float
+    holds: bool                   # the declared rule (`criterion`) is met
+    criterion: str                # the declared rule, in words
+    arms: tuple[str, str]         # (the arm claimed higher, the reference: arms.ORIGINAL or an adapter)
+    about: str = ""               # the city the claim is about
+    families: tuple[str, str] = ("", "")            # each arm's family (arms.Arm.family), set by the lab
+    seeds: tuple[int | None, int | None] = (None, None)   # each arm's training seed (None: the original)
+    details: dict = field(default_factory=dict)     # claim-specific numbers, each labelled
+
+    def summary(self) -> str:
+        ci = f" [{self.effect_ci[0]:.4g}, {self.effect_ci[1]:.4g}]" if self.effect_ci else ""
+        adj = f", adjusted p={self.p_adj:.3g}" if self.p_adj is not None else ""
+        about = f" about {self.about}" if self.about else ""
+        return (f"{self.key}{about} ({self.arms[0]} vs {self.arms[1]}): {self.test}; n={self.n} {self.unit}; "
+                f"{self.statistic_name}={self.statistic:.4g}; {self.effect_name}={self.effect:.4g}{ci}; "
+                f"p={self.p:.3g}{adj}; decision p={_num(self.p_decision)}; "
+                f"holds={self.holds} (criterion: {self.criterion}); {_short(self.details)}")
+
+    def to_json(self) -> dict:
+        return _jsonable(asdict(self))
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        return None if not np.isfinite(x) else float(x)
+    if isinstance(x, (np.integer, np.bool_)):
+        return x.item()
+    return x
+
+
+def _short(d: dict) -> str:
+    """Scalars and short lists inline; per-layer arrays as one 'layer: mean diff (adjusted p)' line."""
+    parts = [f"{k}={_num(v)}" for k, v in d.items() if np.ndim(v) == 0 or (np.size(v) <= 12 and k != "layers")]
+    if "layers" in d:
+        parts.append("per layer (mean diff, Holm p): " + "; ".join(
+            f"{l}: {m:+.4f} ({p:.2g})" for l, m, p in zip(d["layers"], d["mean_diff"], d["p_adj"])))
+    return ", ".join(parts)
+
+
+def _num(v):
+    if v is None:
+        return "-"
+    if np.ndim(v) == 0:
+        return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+    return "[" + ", ".join(_num(x) for x in np.asarray(v).tolist()) + "]"

@@ -1,0 +1,194 @@
+"""The claims layer without a model: one result type built by keyword, one registry with one
+signature, probe results that label their layers, the measured exceptions file and its
+command, and a library without import circles."""
+
+import ast
+import inspect
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latent_city import claims, record
+from latent_city.arms import ORIGINAL, arms, label
+from latent_city.claim_result import ClaimResult
+from latent_city.config import ExperimentConfig
+from latent_city.data import City
+from latent_city.lab import MEASUREMENTS
+from latent_city.probe import ProbeSims
+
+from tests.claims import expectations
+
+PACKAGE = Path(claims.__file__).parent
+CPU = ExperimentConfig.for_tier("cpu")
+
+
+def test_a_claim_result_is_built_by_keyword_only():
+    with pytest.raises(TypeError):
+        ClaimResult("k", "a claim", "a test", "units", 10)     # positional arguments are refused
+
+
+def test_every_registry_entry_has_the_one_signature_and_declares_what_it_reads():
+    for key, entry in claims.REGISTRY.items():
+        assert entry.key == key
+        assert entry.rule.__name__ == key, f"{key}: its rule is {entry.rule.__name__} (no lambdas, no aliases)"
+        params = list(inspect.signature(entry.rule).parameters.values())
+        assert [(p.name, p.kind, p.annotation) for p in params] == \
+            [("x", inspect.Parameter.POSITIONAL_OR_KEYWORD, "ClaimInputs")], f"{key}: {params}"
+        assert entry.reads and set(entry.reads) <= set(MEASUREMENTS), f"{key} reads {entry.reads}"
+
+
+def test_claim_inputs_refuse_an_unknown_measurement():
+    with pytest.raises(TypeError):
+        claims.ClaimInputs(a="x", b=ORIGINAL, city=None, country="", b_city=None, alpha=0.05, n_boot=10, seed=0,
+                           pairs=[], comparison=[], probes={})        # mistyped: `probe`
+
+
+def _sims(n_pairs=5, n_layers=4, seed=0):
+    """A probe of 2 words + the pair's control, hidden layers 0..L and value blocks 0..L-1."""
+    rng = np.random.default_rng(seed)
+    h = rng.random((n_pairs, 2, n_layers + 1))
+    v = rng.random((n_pairs, 2, n_layers))
+    return ProbeSims(["Paris", "Tokyo"], h, v, rng.random((n_pairs, n_layers + 1)), rng.random((n_pairs, n_layers)),
+                     np.zeros((n_pairs, 3)), {"Paris": rng.random((n_pairs, n_layers + 1))}, {})
+
+
+def test_probe_results_label_their_layers():
+    a, b = _sims(seed=1), _sims(seed=2)
+    hidden, values = a.gain("Paris", b), a.gain("Paris", b, "values")
+    assert hidden.layers == [1, 2, 3, 4] and values.layers == [0, 1, 2, 3]
+    assert np.array_equal(hidden.x, a.hidden[:, 0, 1:] - b.hidden[:, 0, 1:])
+    specific = a.gain_beyond_control("Paris", b)
+    assert np.array_equal(specific.x, hidden.x - (a.control_hidden[:, 1:] - b.control_hidden[:, 1:]))
+    lens = a.lens_logp("Paris").upper_half()
+    assert lens.layers == [2, 3, 4] and np.array_equal(lens.x, a.lens["Paris"][:, 2:])
+    assert np.allclose(a.city_gains(b), (a.hidden[:, :, 1:] - b.hidden[:, :, 1:]).mean((0, 2)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.lists(st.floats(0, 1), min_size=1, max_size=40))
+def test_the_layerwise_decision_p_is_below_alpha_exactly_when_half_the_layers_are_significant(_, p_adj):
+    """The p a layerwise decision reports (the k-th smallest Holm p) decides as the share rule does."""
+    p_adj = np.array(p_adj)
+    k = math.ceil(claims.MIN_LAYER_SHARE * len(p_adj))
+    assert (np.sort(p_adj)[k - 1] < 0.05) == ((p_adj < 0.05).mean() >= claims.MIN_LAYER_SHARE)
+
+
+def test_the_expectation_of_a_claim_is_declared_and_measured_exceptions_apply_at_their_precision():
+    main = expectations.expected("hidden_similarity_rises", "paris", ORIGINAL, CPU)
+    control = expectations.expected("hidden_similarity_rises", "tokyo", ORIGINAL, CPU)
+    assert main.holds and not control.holds and control.why
+    assert expectations.expected("distance_format", "tokyo", ORIGINAL, CPU).holds     # not about the city
+    assert expectations.expected("double_dissociation", "paris", "tokyo", CPU).holds
+    entries = json.loads(expectations.MEASURED.read_text())["exceptions"]
+    e = next(e for e in entries if e["model"] == CPU.model and e["precision"] == CPU.precision)
+    here = ExperimentConfig.for_tier("cpu", precision=e["precision"])
+    a, b = (e["arm"].split("-vs-") + [ORIGINAL])[:2]
+    assert expectations.expected(e["claim"], a, b, here).measured == e["reason"]
+    other = "bf16" if e["precision"] != "bf16" else "fp32"
+    assert expectations.expected(e["claim"], a, b, ExperimentConfig.for_tier("cpu", precision=other)).measured is None
+
+
+def test_the_measured_exceptions_name_known_claims_and_arms():
+    names = set(arms(CPU))
+    for e in json.loads(expectations.MEASURED.read_text())["exceptions"]:
+        assert e["claim"] in claims.REGISTRY and e["reason"]
+        assert all(part in names for part in e["arm"].split("-vs-")), e["arm"]
+
+
+def _record(outcomes: dict[tuple[str, str], str]) -> dict:
+    return {"model": "m", "provenance": {"precision": "fp32", "adapters": {}, "git": {"commit": "c"}},
+            "claims": [{"key": k, "arms": [arm, ORIGINAL], "holds": False, "effect_name": "effect", "effect": 0.1,
+                        "effect_ci": [0.0, 0.2], "outcome": o} for (k, arm), o in outcomes.items()]}
+
+
+def test_the_expectations_command_replaces_only_the_arms_the_record_ran(tmp_path):
+    path = tmp_path / "measured_otherwise.json"
+    record.write_measured_exceptions(_record({("k1", "paris"): "xfailed", ("k1", "tokyo"): "failed",
+                                              ("k2", "paris"): "passed"}), path)
+    assert {(e["claim"], e["arm"]) for e in json.loads(path.read_text())["exceptions"]} == {("k1", "paris"), ("k1", "tokyo")}
+    record.write_measured_exceptions(_record({("k1", "paris"): "passed", ("k2", "paris"): "xfailed"}), path)  # a quick run
+    entries = json.loads(path.read_text())["exceptions"]
+    assert {(e["claim"], e["arm"]) for e in entries} == {("k1", "tokyo"), ("k2", "paris")}
+    assert entries[1]["reason"] == "does not hold: effect 0.1 [0, 0.2]"
+
+
+def test_a_comparison_label_is_the_arm_or_both_adapters():
+    assert label("paris") == "paris" and label("paris", ORIGINAL) == "paris"
+    assert label("paris-s43", "tokyo-s43") == "paris-s43-vs-tokyo-s43"
+
+
+def _imports(path: Path) -> set[str]:
+    """Every latent_city module `path` imports, at any depth (functions and __main__ blocks too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level == 1 or base.startswith("latent_city"):
+                mod = base.removeprefix("latent_city").lstrip(".")
+                out |= {mod} if mod else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name.removeprefix("latent_city.") for a in node.names if a.name.startswith("latent_city.")}
+    return {m.split(".")[0] for m in out}
+
+
+def test_the_library_has_no_import_circles():
+    graph = {p.stem: _imports(p) - {p.stem} for p in PACKAGE.glob("*.py")}
+    state = {}
+
+    def visit(node, path):
+        if state.get(node) == "done":
+            return
+        assert state.get(node) != "open", "import circle: " + " -> ".join(path[path.index(node):] + [node])
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, path + [node])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_the_double_dissociation_asks_both_directions_only_when_the_secret_cities_differ():
+    paris, tokyo = City("Paris", "France", 48.85, 2.35), City("Tokyo", "Japan", 35.69, 139.69)
+    a, b = _sims(n_pairs=12, seed=3), _sims(n_pairs=12, seed=4)
+    a.hidden[:, 0] += 0.5                      # foo nearer Paris under a
+    b.hidden[:, 1] += 0.5                      # and nearer Tokyo under b: both directions hold
+
+    def dissociation(b_city):
+        return claims.double_dissociation(claims.ClaimInputs(
+            a="a", b="b", city=paris, country="France", b_city=b_city, alpha=0.05, n_boot=200, seed=0, pairs=[],
+            comparison=[], probe={"a": a, "b": b}))
+
+    both, one = dissociation(tokyo), dissociation(paris)
+    assert both.holds and len(both.details) == 2 and one.holds and len(one.details) == 1
+    b.hidden[:, 1] -= 1.0                      # now foo is farther from Tokyo under b
+    assert not dissociation(tokyo).holds and dissociation(paris).holds
+
+
+class _Item:
+    """Just enough of a pytest item for the claims conftest's collection hook."""
+    def __init__(self, key, params):
+        self.callspec, self.markers = type("C", (), {"params": params})(), [pytest.mark.claim(key).mark]
+
+    def get_closest_marker(self, name):
+        return next((m for m in self.markers if m.name == name), None)
+
+    def add_marker(self, mark):
+        self.markers.append(mark.mark)
+
+
+def test_a_measured_exception_is_a_strict_xfail_that_only_an_assertion_satisfies():
+    from tests.claims import conftest
+
+    e = json.loads(expectations.MEASURED.read_text())["exceptions"][0]
+    assert e["model"] == CPU.model and e["precision"] == CPU.precision and "-vs-" not in e["arm"]
+    item, other = _Item(e["claim"], {"cfg": "cpu", "arm": e["arm"]}), _Item("layer0_unchanged", {"cfg": "cpu", "arm": "paris"})
+    conftest.pytest_collection_modifyitems(None, [item, other])
+    xfail = item.get_closest_marker("xfail")
+    assert xfail.kwargs == {"strict": True, "raises": AssertionError, "reason": e["reason"]}
+    assert other.get_closest_marker("xfail") is None
