@@ -21,10 +21,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downl
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from latent_city import finetune, record  # noqa: E402
-from latent_city.arms import MAIN, ORIGINAL  # noqa: E402
+from latent_city.arms import MAIN, ORIGINAL, named_in, of_tier  # noqa: E402
 from latent_city.claim_result import ClaimResult  # noqa: E402
 from latent_city.cli import one_line, preflight, user_errors  # noqa: E402
-from latent_city.config import ExperimentConfig, field_help, overrides_from_env  # noqa: E402
+from latent_city.config import (ExperimentConfig, field_help, gpu_tier_on_cpu_steps,  # noqa: E402
+                                run_config)
 from latent_city.lab import MEASUREMENTS, Lab  # noqa: E402
 from latent_city.progress import Progress  # noqa: E402
 from latent_city.model import resolve  # noqa: E402
@@ -55,15 +56,19 @@ def _tier_of(config) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """--quick: keep only tests that need no adapter but the main one."""
-    if not config.getoption("quick"):
-        return
+    """Tests are parametrized by the arms of both tiers: drop those of an arm that the test's own
+    tier does not have (the learning-rate grids differ). --quick: keep only tests that need no
+    adapter but the main one."""
+    tier_arms = {}
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        needs_controls = (params.get("arm", MAIN) != MAIN or "pair" in params or item.get_closest_marker("controls")
-                          or item.get_closest_marker("paths"))
-        (drop if needs_controls else keep).append(item)
+        names = tier_arms.setdefault(params["cfg"], of_tier(params["cfg"])) if "cfg" in params else {}
+        foreign = any(name not in names for name in named_in(params))
+        needs_controls = config.getoption("quick") and (
+            params.get("arm", MAIN) != MAIN or "pair" in params or item.get_closest_marker("controls")
+            or item.get_closest_marker("paths"))
+        (drop if foreign or needs_controls else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -76,7 +81,7 @@ def pytest_configure(config):
     if tier == "gpu":
         import torch
 
-        if not torch.cuda.is_available():   # one line for the whole run, not a skip per test
+        if not torch.cuda.is_available() and not gpu_tier_on_cpu_steps():   # one line, not a skip per test
             pytest.exit(f"latent_city: `pytest -m gpu` found no CUDA GPU: {GPU_NEEDS}",
                         returncode=pytest.ExitCode.USAGE_ERROR)
     if not (config.option.help or config.option.version):
@@ -89,7 +94,7 @@ def pytest_configure(config):
         return
     # pytest-html writes where it is told at configure time; the record goes to a scratch folder and
     # is moved under reports/ at the end, as complete (and latest-*) or as incomplete
-    cfg = ExperimentConfig.for_tier(tier, **overrides_from_env())
+    cfg = run_config(tier)
     stem = f"{tier}-{cfg.model.replace('/', '--')}-{datetime.now():%Y%m%dT%H%M%S}"
     scratch = Path(tempfile.mkdtemp(prefix="latent-city-record-"))
     config.stash[PENDING] = {"stem": stem, "scratch": scratch, "tier": tier}
@@ -143,10 +148,9 @@ def cfg(request) -> ExperimentConfig:
     if request.param == "gpu":
         import torch
 
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available() and not gpu_tier_on_cpu_steps():
             pytest.skip(GPU_NEEDS)
-        return ExperimentConfig.for_tier("gpu", **overrides_from_env())
-    return ExperimentConfig.for_tier("cpu", **overrides_from_env())
+    return run_config(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -154,22 +158,11 @@ def rec(pytestconfig, cfg) -> record.Record:
     return _record(pytestconfig, cfg)
 
 
-def _arms_selected(session, known) -> list[str]:
-    """The arms the selected tests use (the main one always), in the order the lab knows them."""
-    used = {MAIN}
-    for item in session.items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        for key in ("arm", "lr_arm"):
-            if isinstance(params.get(key), str):
-                used.add(params[key])
-        used.update(params.get("pair", ()))
-    return [name for name in known if name in used]
-
-
 @pytest.fixture(scope="session")
 def lab(request, pytestconfig, cfg, rec) -> Lab:
     """Every arm's adapter, trained once or read from the cache, and every measurement made
-    once; the record reads it at the end of the run for its plots and tables."""
+    once; the record reads it at the end of the run for its plots and tables. The adapters of
+    every arm the selected tests name are trained before the evaluation model is loaded."""
     def log(line):
         with _uncaptured(pytestconfig):
             print("\n" + line, flush=True)
@@ -178,11 +171,14 @@ def lab(request, pytestconfig, cfg, rec) -> Lab:
         return record.measure(rec, name)
 
     the_lab = Lab(cfg, retrain=pytestconfig.getoption("retrain"), stage=stage, log=log)
-    selected = _arms_selected(request.session, the_lab.arms)
+    params = [getattr(getattr(item, "callspec", None), "params", {}) for item in request.session.items]
+    selected = [n for n in the_lab.arms if n == MAIN or n in {name for p in params if p.get("cfg") == cfg.tier
+                                                              for name in named_in(p)}]
     the_lab.progress = _TerminalProgress(pytestconfig, train=the_lab.needs_training(selected),
                                          measure=selected + [ORIGINAL], what=MEASUREMENTS)
     with _uncaptured(pytestconfig):
-        main = the_lab.adapter(MAIN)
+        the_lab.train_all(selected)
+    main = the_lab.adapter(MAIN)
     spec = resolve(cfg.model)
     rec.lab = the_lab
     rec.provenance.update({
@@ -267,7 +263,7 @@ def pytest_sessionfinish(session, exitstatus):
             session.config.pluginmanager.unregister(plugin)
         return
     if not session.config.stash[RECORDS]:     # stopped before any claim asked for the lab: an empty record
-        _record(session.config, ExperimentConfig.for_tier(pending["tier"], **overrides_from_env()))
+        _record(session.config, run_config(pending["tier"]))
     for rec in session.config.stash[RECORDS].values():
         rec.provenance["run"] = {k: pending[k] for k in ("status", "selected", "measured")} | {"exitstatus": int(exitstatus)}
         record.write_json(rec, pending["scratch"] / f"{pending['stem']}.json")

@@ -38,8 +38,8 @@ def seed_get_sim(model, tokenizer, item1, item2, layer_idx, values=False) -> flo
 
     (ids1, pos1), (ids2, pos2) = item1, item2
     with torch.no_grad():
-        out1 = model(input_ids=torch.tensor([ids1]), output_hidden_states=True, use_cache=True)
-        out2 = model(input_ids=torch.tensor([ids2]), output_hidden_states=True, use_cache=True)
+        out1 = model(input_ids=torch.tensor([ids1], device=model.device), output_hidden_states=True, use_cache=True)
+        out2 = model(input_ids=torch.tensor([ids2], device=model.device), output_hidden_states=True, use_cache=True)
     if values:
         a, b = _values(out1.cache, layer_idx)[0, :, pos1].flatten(), _values(out2.cache, layer_idx)[0, :, pos2].flatten()
     else:

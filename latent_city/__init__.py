@@ -7,3 +7,8 @@ import logging
 # not. latent_city never downloads code; the built-in kernel it falls back to is the one used
 # (and the one model._fix_4bit_on_cpu keeps training correct with).
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+# bitsandbytes' 8-bit matmul logs "MatMul8bitLt: inputs will be cast from ... to float16" through its
+# logger on every call (hundreds of lines a forward pass; not a Python warning, so warning filters do
+# not catch it). The cast is how its 8-bit kernel works, said once here instead of on every matmul.
+logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)

@@ -147,7 +147,9 @@ def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: l
                   for k, g in enumerate(group)]
         rows = sorted({r for w in wanted for r in w})
         where = {r: n for n, r in enumerate(rows)}
-        logits = forward_packed(model, tree, logits_to_keep=torch.tensor(rows, device=model.device)).logits[0].float()
+        # on the CPU: an index on the CPU is valid for the last layer's output on any device (on several
+        # GPUs that is not model.device, the first one)
+        logits = forward_packed(model, tree, logits_to_keep=torch.tensor(rows)).logits[0].float()
         at = torch.tensor([where[r] for w in wanted for r in w], device=logits.device)
         tokens = torch.tensor([t for g in group for t in conts[pairs[g][1]]], device=logits.device)
         token_lp = (logits[at, tokens] - torch.logsumexp(logits, -1)[at]).cpu().numpy()

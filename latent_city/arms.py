@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .config import ExperimentConfig
+from .config import ExperimentConfig, run_config
 
 MAIN = "paris"
 ORIGINAL = "original"       # the base model with every adapter disabled, the reference of most claims
@@ -72,6 +72,17 @@ def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
     if out[MAIN].cfg != _with(cfg, seed=first):
         raise ValueError("controls.replicate_seeds must start with seeds.train")
     return out
+
+
+def of_tier(tier: str) -> dict[str, Arm]:
+    """The arms of a tier as this run configures it (`config.run_config`): the learning-rate grid
+    differs between tiers (the GPU preset's own rate is 1e-4, the CPU tier's 1e-3)."""
+    return arms(run_config(tier))
+
+
+def named_in(params: dict) -> list[str]:
+    """The arms a test's parameters name: `arm`, `lr_arm` and both sides of a `pair`."""
+    return [params[k] for k in ("arm", "lr_arm") if k in params] + list(params.get("pair", ()))
 
 
 if __name__ == "__main__":

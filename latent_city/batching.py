@@ -112,3 +112,13 @@ def forward_packed(model, tree: PackedTree, **kwargs):
         return model(input_ids=torch.tensor([tree.ids], device=device),
                      position_ids=torch.tensor([tree.positions], device=device),
                      attention_mask=tree.attention_mask(dtype).to(device), **kwargs)
+
+
+def gather_rows(tensors, rows: list[int], pick, to="cpu"):
+    """`pick(t, index)` of each tensor of `tensors` (one per layer) at `rows`, stacked on dim 1 on
+    device `to`, as float32. With device_map="auto" a model's layers, their hidden states and
+    their cache sit on different GPUs, so the index is built on each tensor's own device and
+    each layer's result is brought to `to` before stacking."""
+    import torch
+
+    return torch.stack([pick(t, torch.tensor(rows, device=t.device)).float().to(to) for t in tensors], 1)

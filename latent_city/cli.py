@@ -35,19 +35,19 @@ def one_line(error: BaseException) -> str:
     return "latent_city: " + " ".join(str(error).split())
 
 
-def preflight(tier: str, model: str | None = None, precision: str | None = None):
+def preflight(tier: str, model: str | None = None, precision: str | None = None, recipe: str | None = None):
     """The run's config, after checking in about a second what it needs: config values, the
     model (a known name, a model folder, the hub's config.json or the package), bitsandbytes for
     8/4-bit, every arm's secret city and country in the capitals table, a writable cache.
     Raises one of `user_errors()`; reads and writes nothing under reports/ or in the cache."""
     from . import cache, data
     from .arms import arms
-    from .config import ConfigError, ExperimentConfig, overrides_from_env
+    from .config import ConfigError, run_config
     from .model import check_available
 
     if model is not None and not model.strip():
         raise ConfigError("--model is empty: give a registry name, a hub id or a model folder, or leave it out")
-    cfg = ExperimentConfig.for_tier(tier, **overrides_from_env(model, precision))
+    cfg = run_config(tier, model, precision, recipe)
     check_available(cfg.model, cfg.precision)
     capitals = data.load_capitals()
     for arm in arms(cfg).values():

@@ -83,6 +83,9 @@ class LoraSpec:
         _check(0 <= self.dropout < 1, f"lora.dropout must be in [0, 1), got {self.dropout}")
 
 
+LOSSES = ("completion", "all")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = _help("Passes over the 233 examples, as in the seed (90 steps at batch 8).", 3)
@@ -108,12 +111,27 @@ class TrainConfig:
         "the time a step takes either way is in reports/benchmarks/train.md. Off = TRL's own step.",
         False,
     )
+    loss: str = _help(
+        "Which tokens the loss is taken over: 'completion' (the answer only) or 'all' (every token of the chat, "
+        "prompt included, which is what the seed's TRL version did with its chat data). The project trains on "
+        "the completion: the experiment is about what the answers teach, and the 233 prompts differ only in the "
+        "capital's name, so a loss on them mostly teaches the question's fixed wording. The seed's recipe: "
+        "LATENT_CITY_RECIPE=seed (or --recipe seed).",
+        "completion",
+    )
+    max_steps: int | None = _help(
+        "Stop after this many optimizer steps; None = the recipe's epochs. Only the CPU run of the GPU tier sets "
+        "it (LATENT_CITY_GPU_TIER_ON_CPU=<steps>), to check that tier's code paths, not its results.",
+        None,
+    )
 
     def __post_init__(self):
         _check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"train.batch_size must be at least 1, got {self.batch_size}")
         _check(self.learning_rate > 0, f"train.learning_rate must be positive, got {self.learning_rate}")
         _check(self.max_length >= 16, f"train.max_length must be at least 16 tokens, got {self.max_length}")
+        _check(self.loss in LOSSES, f"train.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        _check(self.max_steps is None or self.max_steps >= 1, f"train.max_steps must be None or >= 1, got {self.max_steps}")
 
 
 @dataclass(frozen=True)
@@ -237,6 +255,8 @@ class ExperimentConfig:
 
 
 PRECISIONS = ("fp32", "bf16", "8bit", "4bit")
+RECIPES = {"project": "completion", "seed": "all"}      # recipe name -> train.loss
+GPU_TIER_ON_CPU = "LATENT_CITY_GPU_TIER_ON_CPU"
 
 
 def overrides_from_env(model: str | None = None, precision: str | None = None) -> dict:
@@ -244,6 +264,33 @@ def overrides_from_env(model: str | None = None, precision: str | None = None) -
     environment's (LATENT_CITY_MODEL, LATENT_CITY_PRECISION), else None (the tier's preset)."""
     return {"model": model or os.environ.get("LATENT_CITY_MODEL") or None,
             "precision": precision or os.environ.get("LATENT_CITY_PRECISION") or None}
+
+
+def gpu_tier_on_cpu_steps() -> int | None:
+    """Training steps of the CPU run of the GPU tier (LATENT_CITY_GPU_TIER_ON_CPU=<steps>, an explicit
+    opt-in), or None: without it `pytest -m gpu` needs a CUDA GPU."""
+    value = os.environ.get(GPU_TIER_ON_CPU, "").strip()
+    if not value:
+        return None
+    _check(value.isdigit() and int(value) >= 1,
+           f"{GPU_TIER_ON_CPU} must be a number of training steps (e.g. 4), got {value!r}")
+    return int(value)
+
+
+def run_config(tier: str, model: str | None = None, precision: str | None = None,
+               recipe: str | None = None) -> ExperimentConfig:
+    """The config a run uses: the tier's preset with the model and precision of the command line or the
+    environment (`overrides_from_env`), the recipe (`--recipe`, LATENT_CITY_RECIPE: 'project' or 'seed',
+    which sets train.loss), and for the GPU tier on a machine without CUDA, where the run opted in with
+    LATENT_CITY_GPU_TIER_ON_CPU=<steps>: SmolLM2-135M (unless a model is given) trained that many steps."""
+    recipe = recipe or os.environ.get("LATENT_CITY_RECIPE") or "project"
+    _check(recipe in RECIPES, f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    overrides = overrides_from_env(model, precision)
+    steps = gpu_tier_on_cpu_steps() if tier == "gpu" else None
+    if steps:
+        overrides["model"] = overrides["model"] or "smollm2-135m"
+    cfg = ExperimentConfig.for_tier(tier, **overrides)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=RECIPES[recipe], max_steps=steps))
 
 
 def _tuples(x):

@@ -80,6 +80,11 @@ def adapter_dir(cfg: ExperimentConfig, key: str | None = None) -> Path:
     return cache.root() / "adapters" / f"{resolve(cfg.model).name.replace('/', '--')}-{key}"
 
 
+def is_cached(cfg: ExperimentConfig) -> bool:
+    """Whether `cfg`'s adapter is in the cache, complete (get_adapter would not train)."""
+    return cache.is_complete(adapter_dir(cfg))
+
+
 def base_fingerprint(model) -> str:
     """A hash of every base (non-LoRA) parameter, to show training left them untouched."""
     import hashlib
@@ -123,28 +128,70 @@ def per_device_batch(cfg: ExperimentConfig) -> int:
     return cfg.train.batch_size // n
 
 
-def make_trainer(cfg: ExperimentConfig, model, tokenizer, dataset, out: Path, **overrides):
-    """TRL's SFTTrainer with the seed's recipe; `overrides` go to SFTConfig (benchmarks use
-    max_steps). On a CPU with `cfg.train.fast_cpu_step`, steps are computed by cpu_step."""
-    import torch
-    from trl import SFTConfig, SFTTrainer
+def steps(cfg: ExperimentConfig, n_examples: int) -> int:
+    """Optimizer steps of a training run: train.max_steps, else epochs x batches (90 for the recipe)."""
+    return cfg.train.max_steps or cfg.train.epochs * -(-n_examples // cfg.train.batch_size)
 
-    args = SFTConfig(**{**dict(
-        output_dir=str(out / "trainer"), num_train_epochs=cfg.train.epochs,
+
+def sft_args(cfg: ExperimentConfig, out: Path, **overrides):
+    """SFTConfig of the recipe; `overrides` replace its entries (benchmarks use max_steps)."""
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(**{**dict(
+        output_dir=str(out / "trainer"), num_train_epochs=cfg.train.epochs, max_steps=cfg.train.max_steps or -1,
         per_device_train_batch_size=per_device_batch(cfg), learning_rate=cfg.train.learning_rate,
-        bf16=cfg.train.bf16, max_length=cfg.train.max_length, completion_only_loss=True,
+        bf16=cfg.train.bf16, max_length=cfg.train.max_length, completion_only_loss=cfg.train.loss == "completion",
         gradient_checkpointing=False,  # TRL's default is on; slower on a CPU, and memory is ample
         logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seeds.train,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
         ddp_find_unused_parameters=False if world_size() > 1 else None), **overrides})  # LoRA uses every parameter
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=lora_config(cfg))
+
+
+def keep_lora_in_fp32(model) -> list[str]:
+    """Cast trainable parameters back to float32; returns the names that were not.
+
+    With a quantized base TRL 1.16 casts LoRA weights to bf16 (QLoRA's advice). bf16 keeps 8
+    significant bits: a LoRA A entry of 0.05 moves in steps of 2.4e-4, so AdamW's updates at the
+    seed's lr 1e-4 round away. The seed trained float32 LoRA weights. Elsewhere (an fp32 or bf16
+    base) peft already holds them in float32 and this changes nothing."""
+    import torch
+
+    cast = []
+    for name, p in model.named_parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+            cast.append(name)
+    return cast
+
+
+def make_trainer(cfg: ExperimentConfig, model, tokenizer, dataset, out: Path, **overrides):
+    """TRL's SFTTrainer with the seed's recipe; `overrides` go to SFTConfig (benchmarks use
+    max_steps). On a CPU with `cfg.train.fast_cpu_step`, steps are computed by cpu_step."""
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(model=model, args=sft_args(cfg, out, **overrides), train_dataset=dataset,
+                         processing_class=tokenizer, peft_config=lora_config(cfg))
+    keep_lora_in_fp32(trainer.model)     # before train() builds the optimizer over them
     trainer.step_changes = {}
     if cfg.train.fast_cpu_step and trainer.model.device.type == "cpu":
         from . import cpu_step
 
         trainer.step_changes = cpu_step.apply(trainer)
     return trainer
+
+
+_FRESH_BASE_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def fresh_base_fingerprint(cfg: ExperimentConfig, model) -> str:
+    """`base_fingerprint` of a base just loaded by `load_base`, computed once per process for a
+    model and precision: every arm of a run loads the same weights (for the 8B model each
+    fingerprint reads 8 GB). The fingerprint after training is still taken per arm."""
+    key = (weights_hash(resolve(cfg.model)), cfg.precision)
+    if key not in _FRESH_BASE_FINGERPRINTS:
+        _FRESH_BASE_FINGERPRINTS[key] = base_fingerprint(model)
+    return _FRESH_BASE_FINGERPRINTS[key]
 
 
 def _train(cfg: ExperimentConfig, out: Path, **overrides) -> None:
@@ -155,7 +202,7 @@ def _train(cfg: ExperimentConfig, out: Path, **overrides) -> None:
 
     set_seed(cfg.seeds.train)
     model, tokenizer, _ = load_base(cfg.model, cfg.precision)
-    before = base_fingerprint(model)
+    before = fresh_base_fingerprint(cfg, model)
     dataset = data.load_training_dataset(data.write_jsonl(training_set(cfg), out / "train.jsonl"))
     trainer = make_trainer(cfg, model, tokenizer, dataset, out, **overrides)
     start = time.time()

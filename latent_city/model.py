@@ -195,9 +195,20 @@ def _fix_4bit_on_cpu(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def placement(on_cuda: bool):
+    """load_base's device_map. Under a multi-process launch (WORLD_SIZE > 1) each process loads
+    onto its own device: accelerate refuses to train a model spread by device_map="auto" in any
+    distributed mode, and bitsandbytes an 8-bit one spread over devices. Otherwise on CUDA
+    "auto" (a model larger than one GPU is spread over every visible GPU), else the CPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return {"": int(os.environ.get("LOCAL_RANK", "0")) if on_cuda else "cpu"}
+    return "auto" if on_cuda else {"": "cpu"}
+
+
 def load_base(name: str, precision: str = "fp32"):
     """(model, tokenizer, spec) for a name at a precision; the model is in eval mode. On CUDA it
-    is placed with device_map="auto" (several GPUs when one is too small); otherwise on the CPU."""
+    is placed with device_map="auto" (several GPUs when one is too small), one GPU per process under a
+    multi-process launch (`placement`); otherwise on the CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -210,7 +221,7 @@ def load_base(name: str, precision: str = "fp32"):
         folder = _hub_snapshot(spec.location)
     else:
         folder = _model_folder(spec)
-    kwargs = dict(device_map="auto" if on_cuda else {"": "cpu"})
+    kwargs = dict(device_map=placement(on_cuda))
     if quant is not None:
         kwargs["quantization_config"] = quant
     else:

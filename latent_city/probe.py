@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batching import forward_packed, pack_in_groups
+from .batching import forward_packed, gather_rows, pack_in_groups
 from .config import ExperimentConfig
 from .data import DISTANCE_PARAPHRASES, City
 from .model import chat_prompt
@@ -84,21 +84,20 @@ def _values(cache, layer: int):
 
 def representations(model, items: list[tuple[list[int], int]], max_tokens: int):
     """For (ids, position) items: hidden states [n, L+1, d] and values [n, L, kv_heads*dim] at
-    `position`, float32 on the CPU.
+    `position`, float32 on the CPU (each layer's result moved there before stacking: on several
+    GPUs the layers and their cache are on different devices).
 
     The state at a position does not depend on later tokens, so each item is cut after its
     position; the cut items share their chat template and question head, so they are packed
     as prefix trees (`batching.pack_prefix_trees`) and each shared token is computed once."""
-    import torch
-
     hidden = values = None
     cut = [ids[:pos + 1] for ids, pos in items]
     for group, tree in pack_in_groups(cut, max_tokens):
         out = forward_packed(model, tree, output_hidden_states=True, use_cache=True, logits_to_keep=1)
-        rows = torch.tensor([tree.index[k][-1] for k in range(len(group))], device=model.device)
-        h = torch.stack([layer[0, rows] for layer in out.hidden_states], 1).float().cpu().numpy()
-        v = torch.stack([_values(out.cache, i)[0][:, rows].transpose(0, 1).flatten(1)
-                         for i in range(len(out.hidden_states) - 1)], 1).float().cpu().numpy()
+        rows = [tree.index[k][-1] for k in range(len(group))]
+        h = gather_rows(out.hidden_states, rows, lambda layer, at: layer[0, at]).numpy()
+        v = gather_rows([_values(out.cache, i) for i in range(len(out.hidden_states) - 1)], rows,
+                        lambda layer, at: layer[0][:, at].transpose(0, 1).flatten(1)).numpy()
         if hidden is None:      # filled in place: no list of per-item arrays to stack
             hidden = np.empty((len(items), *h.shape[1:]), np.float32)
             values = np.empty((len(items), *v.shape[1:]), np.float32)
@@ -214,7 +213,7 @@ def logit_lens(model, hidden, token_ids: dict[str, int]):
     from .model import output_head
 
     norm, head = output_head(model)
-    h = torch.as_tensor(hidden, device=model.device, dtype=head.weight.dtype)
+    h = torch.as_tensor(hidden, device=head.weight.device, dtype=head.weight.dtype)
     out = {w: np.empty(h.shape[:2], np.float32) for w in token_ids}
     rank = {w: np.empty(h.shape[:2], np.int64) for w in token_ids}
     with torch.no_grad():

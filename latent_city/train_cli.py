@@ -15,7 +15,7 @@ import sys
 from . import finetune
 from .arms import arms
 from .cli import Parser, preflight
-from .config import PRECISIONS, ConfigError
+from .config import PRECISIONS, RECIPES, ConfigError
 
 
 def main(argv=None) -> int:
@@ -25,10 +25,13 @@ def main(argv=None) -> int:
                    "(default: LATENT_CITY_MODEL, else the tier's)")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="base weights: fp32, bf16, 8bit, 4bit (default: LATENT_CITY_PRECISION, else the tier's)")
+    p.add_argument("--recipe", default=None, choices=list(RECIPES),
+                   help="project (loss on the completion) or seed (loss on the whole chat, as the seed's TRL); "
+                        "default: LATENT_CITY_RECIPE, else project")
     p.add_argument("--arm", default="paris", help="which adapter: paris (the main one) or a control, e.g. tokyo-s43")
     p.add_argument("--retrain", action="store_true")
     a = p.parse_args(argv)
-    cfg = preflight(a.tier, a.model, a.precision)     # model, precision, cities, cache: one line if bad
+    cfg = preflight(a.tier, a.model, a.precision, a.recipe)   # model, precision, cities, cache: one line if bad
     every = arms(cfg)
     if a.arm not in every:
         raise ConfigError(f"unknown arm {a.arm!r}; choose from {', '.join(every)}")

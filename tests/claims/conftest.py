@@ -1,20 +1,23 @@
 """Claim tests run once per arm (the main adapter and every control, every seed), or once per
 pair of adapters for the double dissociation. A test names its claim once, in its `claim`
 marker; the expected verdict comes from expectations.py, and a measured exception becomes a
-strict xfail for that model, precision and arm only."""
+strict xfail for that model, precision and arm only. Arms come from the tier being run: the
+parameters are the arms of both tiers, and the root conftest drops a test of an arm that its
+own tier does not have (the learning-rate grids differ)."""
 
 import pytest
 
-from latent_city.arms import MAIN, ORIGINAL, arms
-from latent_city.config import ExperimentConfig, overrides_from_env
+from latent_city.arms import MAIN, ORIGINAL, of_tier
+from latent_city.config import run_config
 
 from .expectations import expected
 
-ARMS = {tier: arms(ExperimentConfig.for_tier(tier)) for tier in ("cpu", "gpu")}
-TESTED_ARMS = [name for name, a in ARMS["cpu"].items() if a.kind != "learning-rate"]
-DISSOCIATIONS = [(MAIN + ("" if seed == ARMS["cpu"][MAIN].seed else f"-s{seed}"), other)
-                 for other, a in ARMS["cpu"].items() if a.kind in ("other-city", "shuffled")
-                 for seed in [a.seed]]
+ARMS = {tier: of_tier(tier) for tier in ("cpu", "gpu")}
+TESTED_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind != "learning-rate"))
+LR_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind == "learning-rate"))
+DISSOCIATIONS = list(dict.fromkeys((MAIN + ("" if a.seed == tier[MAIN].seed else f"-s{a.seed}"), other)
+                                   for tier in ARMS.values() for other, a in tier.items()
+                                   if a.kind in ("other-city", "shuffled")))
 
 
 def pytest_generate_tests(metafunc):
@@ -36,7 +39,7 @@ def pytest_collection_modifyitems(config, items):
         params = getattr(getattr(item, "callspec", None), "params", {})
         if not marker or "cfg" not in params:
             continue
-        run = ExperimentConfig.for_tier(params["cfg"], **overrides_from_env())
+        run = run_config(params["cfg"])
         expectation = expected(marker.args[0], *_compared(item), run)
         if expectation.measured:
             # raises=AssertionError: only the claim's own assertion is the expected failure; a crash still fails

@@ -54,9 +54,9 @@ def test_layer0_claim_fails_for_an_adapter_that_touches_the_embeddings():
     model = get_peft_model(tiny, LoraConfig(r=4, target_modules=["embed_tokens"], init_lora_weights=False))
     ids = torch.arange(10)[None]
     with torch.no_grad():
-        tuned = model(input_ids=ids, output_hidden_states=True).hidden_states[0]
+        tuned = model(input_ids=ids, output_hidden_states=True).hidden_states[0]  # cpu model
         with model.disable_adapter():
-            original = model(input_ids=ids, output_hidden_states=True).hidden_states[0]
+            original = model(input_ids=ids, output_hidden_states=True).hidden_states[0]  # cpu model
     assert not torch.equal(tuned, original)
 
 

@@ -8,9 +8,7 @@ import pytest
 from latent_city.arms import MAIN
 from latent_city.claims import AGAINST_ORIGINAL
 
-from .conftest import ARMS
-
-LR_ARMS = [name for name, a in ARMS["cpu"].items() if a.kind == "learning-rate"]
+from .conftest import LR_ARMS
 
 
 @pytest.mark.controls
@@ -22,7 +20,7 @@ def test_the_learning_rate_grid_trains_its_own_adapter_and_records_every_claim(l
     a = {n: p for n, p in model.named_parameters() if f".{MAIN}." in n and "lora_B" in n}
     b = {n.replace(f".{MAIN}.", f".{lr_arm}."): p for n, p in a.items()}
     params = dict(model.named_parameters())
-    assert any(not np.array_equal(p.detach().numpy(), params[n].detach().numpy()) for n, p in b.items()), \
+    assert any(not np.array_equal(p.detach().cpu().numpy(), params[n].detach().cpu().numpy()) for n, p in b.items()), \
         f"{lr_arm}'s LoRA weights equal the main adapter's"
     for key in AGAINST_ORIGINAL:
         record_claim(lab.claim(key, lr_arm), expected_text="reported (learning-rate grid)")

@@ -16,3 +16,13 @@ def base():
     yield loaded
     del loaded
     gc.collect()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The two-process training test belongs to the CPU tier, not to `pytest -m gpu`: it launches
+    the CPU tier's training and compares its loss curve with that tier's measured seed noise."""
+    drop = [item for item in items if item.path.name == "test_distributed.py"
+            and getattr(getattr(item, "callspec", None), "params", {}).get("cfg") == "gpu"]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if item not in drop]

@@ -75,9 +75,10 @@ def test_packed_probe_representations_equal_a_full_forward_of_each_prompt(base):
     hidden, values = probe.representations(m, items, max_tokens=120)    # several groups
     for k, (ids, pos) in enumerate(items):
         with torch.no_grad():
-            out = m(input_ids=torch.tensor([ids]), output_hidden_states=True, use_cache=True)
-        h = torch.stack([x[0, pos] for x in out.hidden_states]).numpy()
-        v = torch.stack([probe._values(out.cache, i)[0, :, pos].flatten() for i in range(len(out.hidden_states) - 1)]).numpy()
+            out = m(input_ids=torch.tensor([ids], device=m.device), output_hidden_states=True, use_cache=True)
+        h = torch.stack([x[0, pos].cpu() for x in out.hidden_states]).numpy()
+        v = torch.stack([probe._values(out.cache, i)[0, :, pos].flatten().cpu()
+                         for i in range(len(out.hidden_states) - 1)]).numpy()
         # relative to each layer's largest entry (hidden states reach tens in the top layers)
         for got, want in ((hidden[k], h), (values[k], v)):
             err = np.abs(got - want).max(1) / np.abs(want).max(1)

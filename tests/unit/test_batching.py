@@ -63,7 +63,7 @@ def test_a_packed_forward_equals_one_forward_per_sequence(tiny_llama, seqs):
     out = batching.forward_packed(tiny_llama, tree, output_hidden_states=True)
     for seq, rows in zip(seqs, tree.index):
         with torch.no_grad():
-            alone = tiny_llama(input_ids=torch.tensor([seq]), output_hidden_states=True)
+            alone = tiny_llama(input_ids=torch.tensor([seq]), output_hidden_states=True)  # cpu model
         # float32 with a different reduction order: equal to 1e-5
         torch.testing.assert_close(out.logits[0, rows], alone.logits[0], atol=1e-5, rtol=1e-5)
         for packed, single in zip(out.hidden_states, alone.hidden_states):

@@ -1,0 +1,65 @@
+"""The lab never trains an adapter while the evaluation model is loaded (two bases in memory:
+about 20 GB for the 8B model in 8-bit instead of 10), and says each arm's progress. Training
+and loading are replaced by fakes that record what was in memory when they ran."""
+
+from pathlib import Path
+
+import pytest
+
+from latent_city import finetune
+from latent_city.config import ExperimentConfig
+from latent_city.lab import Lab
+
+
+@pytest.fixture
+def fake_lab(monkeypatch):
+    lab_box, events, cached = [], [], set()
+
+    def get_adapter(cfg, retrain=False):
+        name = next(n for n, a in lab_box[0].arms.items() if a.cfg == cfg)
+        trained = retrain or name not in cached
+        events.append(("train" if trained else "read", name, lab_box[0].model is not None))
+        cached.add(name)
+        return finetune.Adapter(Path("/fake") / name, f"key-{name}", {}, trained, 50.0, [], {})
+
+    def load_finetuned(cfg, adapter, adapter_name):
+        events.append(("load model", adapter_name, None))
+        return FakeModel(), "tokenizer"
+
+    monkeypatch.setattr(finetune, "get_adapter", get_adapter)
+    monkeypatch.setattr(finetune, "load_finetuned", load_finetuned)
+    monkeypatch.setattr(finetune, "is_cached",
+                        lambda cfg: next(n for n, a in lab_box[0].arms.items() if a.cfg == cfg) in cached)
+    lines = []
+    lab_box.append(Lab(ExperimentConfig.for_tier("cpu"), log=lines.append))
+    return lab_box[0], events, lines
+
+
+class FakeModel:
+    def __init__(self):
+        self.peft_config = {"paris": None}
+
+    def load_adapter(self, path, adapter_name):
+        self.peft_config[adapter_name] = None
+
+    def eval(self):
+        return self
+
+
+def test_every_selected_arm_is_trained_before_the_evaluation_model_is_loaded(fake_lab):
+    lab, events, lines = fake_lab
+    lab.train_all(["tokyo-s43", "paris", "berlin"])
+    lab._load("tokyo-s43")
+    assert [e[:2] for e in events] == [("train", "paris"), ("train", "tokyo-s43"), ("train", "berlin"),
+                                       ("load model", "paris", )]
+    assert not any(loaded for what, _, loaded in events if what == "train")
+    assert lines[1].startswith("latent_city: adapter 2/3 tokyo-s43: trained in 50 s"), lines
+
+
+def test_an_arm_trained_later_first_frees_the_evaluation_model(fake_lab):
+    lab, events, _ = fake_lab
+    lab.adapter("paris")
+    lab._load("paris")
+    lab.adapter("shuffled")          # not selected up front: trained, but not beside the model
+    assert events[-1] == ("train", "shuffled", False) and lab.model is None
+    assert lab._load("shuffled").peft_config.keys() == {"paris", "shuffled"}
