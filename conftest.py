@@ -24,7 +24,7 @@ from latent_city import finetune, record  # noqa: E402
 from latent_city.arms import MAIN, ORIGINAL, named_in, of_tier  # noqa: E402
 from latent_city.claim_result import ClaimResult  # noqa: E402
 from latent_city.cli import one_line, preflight, user_errors  # noqa: E402
-from latent_city.config import (ExperimentConfig, field_help, gpu_tier_on_cpu_steps, overrides_from_env,  # noqa: E402
+from latent_city.config import (ExperimentConfig, field_help, gpu_tier_on_cpu_steps,  # noqa: E402
                                 run_config)
 from latent_city.lab import MEASUREMENTS, Lab  # noqa: E402
 from latent_city.progress import Progress  # noqa: E402
@@ -94,7 +94,7 @@ def pytest_configure(config):
         return
     # pytest-html writes where it is told at configure time; the record goes to a scratch folder and
     # is moved under reports/ at the end, as complete (and latest-*) or as incomplete
-    cfg = ExperimentConfig.for_tier(tier, **overrides_from_env())
+    cfg = run_config(tier)
     stem = f"{tier}-{cfg.model.replace('/', '--')}-{datetime.now():%Y%m%dT%H%M%S}"
     scratch = Path(tempfile.mkdtemp(prefix="latent-city-record-"))
     config.stash[PENDING] = {"stem": stem, "scratch": scratch, "tier": tier}
@@ -158,18 +158,6 @@ def rec(pytestconfig, cfg) -> record.Record:
     return _record(pytestconfig, cfg)
 
 
-def _arms_selected(session, known) -> list[str]:
-    """The arms the selected tests use (the main one always), in the order the lab knows them."""
-    used = {MAIN}
-    for item in session.items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        for key in ("arm", "lr_arm"):
-            if isinstance(params.get(key), str):
-                used.add(params[key])
-        used.update(params.get("pair", ()))
-    return [name for name in known if name in used]
-
-
 @pytest.fixture(scope="session")
 def lab(request, pytestconfig, cfg, rec) -> Lab:
     """Every arm's adapter, trained once or read from the cache, and every measurement made
@@ -183,7 +171,9 @@ def lab(request, pytestconfig, cfg, rec) -> Lab:
         return record.measure(rec, name)
 
     the_lab = Lab(cfg, retrain=pytestconfig.getoption("retrain"), stage=stage, log=log)
-    selected = _arms_selected(request.session, the_lab.arms)
+    params = [getattr(getattr(item, "callspec", None), "params", {}) for item in request.session.items]
+    selected = [n for n in the_lab.arms if n == MAIN or n in {name for p in params if p.get("cfg") == cfg.tier
+                                                              for name in named_in(p)}]
     the_lab.progress = _TerminalProgress(pytestconfig, train=the_lab.needs_training(selected),
                                          measure=selected + [ORIGINAL], what=MEASUREMENTS)
     with _uncaptured(pytestconfig):
@@ -273,7 +263,7 @@ def pytest_sessionfinish(session, exitstatus):
             session.config.pluginmanager.unregister(plugin)
         return
     if not session.config.stash[RECORDS]:     # stopped before any claim asked for the lab: an empty record
-        _record(session.config, ExperimentConfig.for_tier(pending["tier"], **overrides_from_env()))
+        _record(session.config, run_config(pending["tier"]))
     for rec in session.config.stash[RECORDS].values():
         rec.provenance["run"] = {k: pending[k] for k in ("status", "selected", "measured")} | {"exitstatus": int(exitstatus)}
         record.write_json(rec, pending["scratch"] / f"{pending['stem']}.json")

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def parse(argv=None) -> argparse.Namespace:
     from .cli import Parser
-    from .config import PRECISIONS
+    from .config import PRECISIONS, RECIPES
 
     p = Parser(prog="python -m latent_city", description=__doc__.splitlines()[0])
     p.add_argument("--tier", choices=["cpu", "gpu"], default="cpu")
@@ -37,6 +37,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--model", help="a registry name, hub id or local folder (sets LATENT_CITY_MODEL for the run)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="base weights (sets LATENT_CITY_PRECISION for the run)")
+    p.add_argument("--recipe", choices=list(RECIPES),
+                   help="project (loss on the completion, the default) or seed (the whole chat, as the seed's TRL); "
+                        "sets LATENT_CITY_RECIPE for the run")
     return p.parse_args(argv)
 
 
@@ -45,8 +48,9 @@ def main(argv=None) -> int:
     from .config import ConfigError
 
     a = parse(argv)
-    cfg = preflight(a.tier, a.model, a.precision)        # a bad value is said here, in one line
-    for var, value in (("LATENT_CITY_MODEL", a.model), ("LATENT_CITY_PRECISION", a.precision)):
+    cfg = preflight(a.tier, a.model, a.precision, a.recipe)   # a bad value is said here, in one line
+    for var, value in (("LATENT_CITY_MODEL", a.model), ("LATENT_CITY_PRECISION", a.precision),
+                       ("LATENT_CITY_RECIPE", a.recipe)):
         if value:
             os.environ[var] = value
     if not (REPO / "tests" / "claims").is_dir():

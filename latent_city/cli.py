@@ -47,7 +47,7 @@ def preflight(tier: str, model: str | None = None, precision: str | None = None,
 
     if model is not None and not model.strip():
         raise ConfigError("--model is empty: give a registry name, a hub id or a model folder, or leave it out")
-    cfg = run_config(tier, model, precision, recipe)     # the config the run uses (recipe, the GPU tier on a CPU)
+    cfg = run_config(tier, model, precision, recipe)
     check_available(cfg.model, cfg.precision)
     capitals = data.load_capitals()
     for arm in arms(cfg).values():

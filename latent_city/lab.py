@@ -64,7 +64,7 @@ class Lab:
     def adapter(self, name: str, progress: str = "") -> finetune.Adapter:
         if name not in self.adapters:
             arm = self.arms[name]
-            if self.model is not None and self.needs_training([name]):
+            if self.model is not None and (self.retrain or not finetune.is_cached(arm.cfg)):
                 self._release_model()      # an arm no test asked for up front: never train beside it
             with self.stage(f"adapter {name} (train or load)"), self._progress("train", name):
                 start = time.time()
@@ -75,17 +75,6 @@ class Lab:
                    else f"loaded from the cache in {self.train_seconds[name]:.0f} s, not retrained")
             self.log(f"latent_city: adapter {progress}{name}: {how} ({ad.key})")
         return self.adapters[name]
-
-    def _release_model(self) -> None:
-        """Drop the evaluation model (measurements made so far stay); `_load` loads it again."""
-        import gc
-
-        import torch
-
-        self.model = self.tokenizer = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     def _progress(self, kind: str, name: str):
         return self.progress.stage(kind, name) if self.progress is not None else nullcontext()
@@ -98,6 +87,17 @@ class Lab:
         """The peft model with `arm`'s adapter loaded (ORIGINAL: the main one, to be disabled with
         `model.variant(model, None)`); the tokenizer is `lab.tokenizer`."""
         return self._load(None if arm == ORIGINAL else arm)
+
+    def _release_model(self) -> None:
+        """Drop the evaluation model (measurements made so far stay); `_load` loads it again."""
+        import gc
+
+        import torch
+
+        self.model = self.tokenizer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _load(self, name: str | None):
         """The peft model with `name`'s adapter loaded (the main adapter is always loaded first)."""

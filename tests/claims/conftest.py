@@ -1,9 +1,9 @@
 """Claim tests run once per arm (the main adapter and every control, every seed), or once per
 pair of adapters for the double dissociation. A test names its claim once, in its `claim`
 marker; the expected verdict comes from expectations.py, and a measured exception becomes a
-strict xfail for that model, precision and arm only. Arms come from the tier being run:
+strict xfail for that model, precision and arm only. Arms come from the tier being run: the
 parameters are the arms of both tiers, and the root conftest drops a test of an arm that its
-own tier does not have."""
+own tier does not have (the learning-rate grids differ)."""
 
 import pytest
 
