@@ -154,7 +154,7 @@ def finalize(rec: Record) -> None:
         rec.plots[f"Cosine similarity at foo vs at {city.name}, per layer"] = plots.plot_similarity(
             {n: p.similarity(city.name, "hidden").x for n, p in probes.items()},
             {n: p.similarity(city.name, "values").x for n, p in probes.items()}, city.name)
-        if ORIGINAL in probes:
+        if ORIGINAL in probes and len(probes) > 1:     # a run that probed no shown arm has no gains to plot
             km = np.array([haversine_km(c.lat, c.lon, city.lat, city.lon) for c in lab.comparison])
             gains = {n: p.city_gains(probes[ORIGINAL]) for n, p in probes.items() if n != ORIGINAL}
             rec.plots[f"Similarity gain of ~50 cities vs their distance from {city.name}"] = plots.plot_city_gains(
