@@ -9,7 +9,6 @@ step, in the same data order, so each step's loss is comparable with the single-
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

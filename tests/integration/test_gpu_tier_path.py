@@ -89,8 +89,6 @@ def test_lora_weights_stay_float32_on_a_quantized_base_and_keep_a_small_update(t
     steps of 1.2e-4, so AdamW's steps at the seed's lr (1e-4 decaying; about lr per entry) leave
     most entries of peft's init range (+-0.042 here) unchanged. In float32, as the seed trained
     them, every entry moves. Two steps: LoRA B starts at zero, so A gets no gradient in the first."""
-    import torch
-
     cfg = gpu_tier_on_small_model("8bit")
     m, tok, _ = load_base(cfg.model, cfg.precision)
     ds = data.load_training_dataset(data.write_jsonl(finetune.training_set(cfg)[:8], tmp_path / "train.jsonl"))

@@ -10,7 +10,6 @@ standing in for a second GPU (torch refuses to stack tensors from two devices, a
 import ast
 from pathlib import Path
 
-import pytest
 import torch
 
 from latent_city.batching import gather_rows
