@@ -39,13 +39,15 @@ class Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.open_line = False
 
-    def left(self) -> float | None:
-        """Seconds the remaining stages should take: per stage, this run's mean for its kind, or
-        for a measurement not yet seen, the mean of the measurements seen (None while there is
-        nothing to go by)."""
-        measured = [d for kind, ds in self.durations.items() if kind not in ("train",) for d in ds]
+    def left(self, kinds=None) -> float | None:
+        """Seconds the remaining stages (of `kinds`, default all) should take: per stage, this
+        run's mean for its kind, or for a measurement not yet seen, the mean of the measurements
+        seen (None while there is nothing to go by)."""
+        measured = [d for kind, ds in self.durations.items() if kind != "train" for d in ds]
         total = 0.0
         for kind, _ in self.todo:
+            if kinds is not None and kind not in kinds:
+                continue
             seen = self.durations.get(kind) or (measured if kind != "train" else None)
             if not seen:
                 return None
@@ -54,8 +56,13 @@ class Progress:
 
     def line(self, kind: str, arm: str) -> str:
         where = f"arm {self.arms.index(arm) + 1}/{len(self.arms)} {arm}" if arm in self.arms else f"{arm} model"
-        left = self.left()
-        eta = "estimating what is left" if left is None else f"about {_clock(left)} left"
+        left, training_left = self.left(), self.left(("train",))
+        if left is not None:
+            eta = f"about {_clock(left)} left"
+        elif training_left:      # still training, no measurement timed yet
+            eta = f"about {_clock(training_left)} of training left, then the measurements"
+        else:
+            eta = "estimating what is left"
         what = kind if kind != "train" else "training" if arm in self.to_train else "reading the adapter from the cache"
         return f"latent_city: [{where}] {what} · {_clock(self.clock() - self.start)} elapsed · {eta}"
 

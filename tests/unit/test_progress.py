@@ -54,6 +54,17 @@ def test_on_a_terminal_it_is_one_updating_line():
     assert out.getvalue().endswith("\n")
 
 
+def test_while_training_it_says_how_much_training_is_left():
+    clock, out = Clock(), io.StringIO()
+    p = Progress(train=["a", "b", "c"], measure=["a", "b", "c"], what=("probe",), stream=out, clock=clock)
+    for arm in ("a", "b", "c"):
+        with p.stage("train", arm):
+            clock.now += 100
+    lines = out.getvalue().splitlines()
+    assert lines[1].endswith("[arm 2/3 b] training · 1:40 elapsed · about 1:40 of training left, then the measurements")
+    assert lines[2].endswith("· 3:20 elapsed · estimating what is left")   # the last training; no measurement timed
+
+
 def test_a_cached_adapter_does_not_count_as_training_time():
     p = _run(io.StringIO())
     assert p.durations["train"] == [60]
