@@ -34,7 +34,7 @@ def test_lora_targets_what_the_seed_trained_and_never_the_embeddings(finetuned):
     assert targets == {"q_proj", "v_proj"}, targets
 
 
-def loss_fell(cfg, arm: str, ad) -> None:
+def assert_loss_fell(cfg, arm: str, ad) -> None:
     """The recipe's 90 steps (train.max_steps if set) all logged, and the loss fell from the first
     5 steps to the last 5; the CPU run of the GPU tier trains a few steps, too few to compare."""
     losses = [l for _, l in finetune.loss_curve(ad.log)]
@@ -47,7 +47,7 @@ def loss_fell(cfg, arm: str, ad) -> None:
 
 
 def test_training_loss_fell(cfg, adapter):
-    loss_fell(cfg, "the main adapter", adapter)
+    assert_loss_fell(cfg, "the main adapter", adapter)
 
 
 def test_a_second_session_loads_the_adapter_instead_of_training(cfg, adapter, monkeypatch):
@@ -143,7 +143,7 @@ def test_every_adapter_lowered_its_loss_and_left_the_base_weights_alone(cfg, lab
     """LoRA sanity for the controls and the grid too, before any claim reads them."""
     ad = lab.adapter(arm)
     assert ad.meta["base_fingerprint_before"] == ad.meta["base_fingerprint_after"], ad.meta
-    loss_fell(cfg, arm, ad)
+    assert_loss_fell(cfg, arm, ad)
 
 
 def test_the_same_config_and_seed_train_identical_adapter_weights(tmp_path):
