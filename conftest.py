@@ -84,20 +84,20 @@ def pytest_configure(config):
         if not torch.cuda.is_available() and not gpu_tier_on_cpu_steps():   # one line, not a skip per test
             pytest.exit(f"latent_city: `pytest -m gpu` found no CUDA GPU: {GPU_NEEDS}",
                         returncode=pytest.ExitCode.USAGE_ERROR)
-    if not (config.option.help or config.option.version):
-        try:                                 # a bad model, precision, city or cache: one line, exit 2
-            preflight(tier)
-        except user_errors() as e:
-            pytest.exit(one_line(e), returncode=2)
+    if config.option.help or config.option.version:
+        return
+    try:                                     # a bad model, precision, city or cache: one line, exit 2
+        cfg = preflight(tier)
+    except user_errors() as e:
+        pytest.exit(one_line(e), returncode=2)
     if (config.getoption("no_record") or config.getoption("htmlpath", None) or config.option.collectonly
             or not config.pluginmanager.hasplugin("html")):
         return
     # pytest-html writes where it is told at configure time; the record goes to a scratch folder and
     # is moved under reports/ at the end, as complete (and latest-*) or as incomplete
-    cfg = run_config(tier)
     stem = f"{tier}-{cfg.model.replace('/', '--')}-{datetime.now():%Y%m%dT%H%M%S}"
     scratch = Path(tempfile.mkdtemp(prefix="latent-city-record-"))
-    config.stash[PENDING] = {"stem": stem, "scratch": scratch, "tier": tier}
+    config.stash[PENDING] = {"stem": stem, "scratch": scratch, "tier": tier, "cfg": cfg}
     config.option.htmlpath = str(scratch / f"{stem}.html")
     config.option.self_contained_html = True
 
@@ -263,7 +263,7 @@ def pytest_sessionfinish(session, exitstatus):
             session.config.pluginmanager.unregister(plugin)
         return
     if not session.config.stash[RECORDS]:     # stopped before any claim asked for the lab: an empty record
-        _record(session.config, run_config(pending["tier"]))
+        _record(session.config, pending["cfg"])
     for rec in session.config.stash[RECORDS].values():
         rec.provenance["run"] = {k: pending[k] for k in ("status", "selected", "measured")} | {"exitstatus": int(exitstatus)}
         record.write_json(rec, pending["scratch"] / f"{pending['stem']}.json")
