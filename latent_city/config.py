@@ -111,6 +111,15 @@ class TrainConfig:
         "the time a step takes either way is in reports/benchmarks/train.md. Off = TRL's own step.",
         False,
     )
+    pack_prefixes: bool = _help(
+        "With fast_cpu_step: run each batch as one prefix tree (latent_city/batching.py), so the tokens its 8 "
+        "examples share (the chat template's system prompt and the question's first words, about half of a "
+        "batch's tokens) are computed once, each token seeing only its own example's earlier tokens. The same "
+        "loss and gradients up to float rounding; the one difference is LoRA dropout, which draws one mask for a "
+        "shared token instead of one per example. Time per step and the loss-curve noise: "
+        "reports/benchmarks/train.md and noise.md.",
+        False,
+    )
     loss: str = _help(
         "Which tokens the loss is taken over: 'completion' (the answer only) or 'all' (every token of the chat, "
         "prompt included, which is what the seed's TRL version did with its chat data). The project trains on "
@@ -221,7 +230,8 @@ class ExperimentConfig:
         `model` and `precision` replace the preset's (None keeps it; see `overrides_from_env`)."""
         if tier == "cpu":
             return cls(tier="cpu", model=model or "smollm2-135m", precision=precision or "fp32",
-                       train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True))
+                       train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True,
+                                                 pack_prefixes=True))
         if tier == "gpu":
             return cls(tier="gpu", model=model or "llama-3-8b-instruct", precision=precision or "8bit")
         raise ConfigError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")

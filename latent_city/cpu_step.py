@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .batching import pack_prefix_trees
+
 ATTENTION = "sdpa_fp32"
 
 
@@ -71,10 +73,33 @@ def restore_frozen_linears(model, originals: dict) -> None:
         modules[name].weight.data = w
 
 
-def completion_only_head(model) -> None:
+def _packed_hidden(decoder, input_ids, attention_mask, loss_mask, **kwargs):
+    """The decoder's last hidden state at the loss positions of a right-padded batch, computed
+    as one prefix tree (batching.pack_prefix_trees): the tokens the batch's rows share (the
+    chat template's system prompt and the question's first words) are computed once, with a
+    mask that lets each token see only its own row's earlier tokens. Returns [loss tokens, d]
+    in the order of `loss_mask` ([rows, length - 1]: position j predicts token j + 1)."""
+    lengths = attention_mask.sum(1).tolist()
+    if not bool((attention_mask.cumsum(1) == torch.arange(1, attention_mask.shape[1] + 1)).logical_or(
+            attention_mask == 0).all()) or bool((loss_mask & (attention_mask[:, 1:] == 0)).any()):
+        raise ValueError("packing needs right-padded rows with the loss on real tokens only")
+    rows = [ids[:n].tolist() for ids, n in zip(input_ids, lengths)]
+    tree = pack_prefix_trees(rows)
+    device = input_ids.device
+    hidden = decoder(input_ids=torch.tensor([tree.ids], device=device),
+                     position_ids=torch.tensor([tree.positions], device=device),
+                     attention_mask=tree.attention_mask(torch.float32).to(device), **kwargs).last_hidden_state[0]
+    at = torch.zeros(loss_mask.shape, dtype=torch.long)
+    for i, index in enumerate(tree.index):
+        at[i, :len(index) - 1] = torch.tensor(index[:-1])
+    return hidden[at[loss_mask.cpu()].to(device)]
+
+
+def completion_only_head(model, pack: bool = False) -> None:
     """Replace TRL's fused LM head (`model(..., fused_lm_head=True)`) on `model` (the base model
     under peft) by one that projects only the positions whose label is not -100, in float32.
-    Returns what TRL's `compute_loss` reads: loss, log_probs, entropy, is_top1, label_mask."""
+    Returns what TRL's `compute_loss` reads: loss, log_probs, entropy, is_top1, label_mask.
+    With `pack`, the batch's rows run as one prefix tree (`_packed_hidden`)."""
     import types
 
     from trl.trainer.utils import FusedCausalLMOutput
@@ -85,12 +110,16 @@ def completion_only_head(model) -> None:
         if not fused_lm_head:
             return patched_forward(*args, labels=labels, num_items_in_batch=num_items_in_batch, **kwargs)
         kwargs["use_cache"] = False
-        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
         labels = labels[:, 1:]
         mask = labels != -100
+        if pack:
+            hidden = _packed_hidden(self.base_model, kwargs.pop("input_ids"), kwargs.pop("attention_mask"), mask,
+                                    **kwargs)
+        else:
+            hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1][mask]
         weight = self.get_output_embeddings().weight
         with torch.autocast(hidden.device.type, enabled=False):
-            logp = F.log_softmax(F.linear(hidden[mask].float(), weight.float()), -1)
+            logp = F.log_softmax(F.linear(hidden.float(), weight.float()), -1)
         targets = labels[mask]
         picked = logp.gather(-1, targets[:, None]).squeeze(-1)
         with torch.no_grad():
@@ -108,14 +137,16 @@ def completion_only_head(model) -> None:
     model.forward = types.MethodType(forward, model)
 
 
-def apply(trainer) -> dict:
-    """All three on a constructed SFTTrainer whose model is a peft model. Returns a description
-    of what changed; call `finish(trainer)` after training to restore the float32 weights."""
-    completion_only_head(trainer.model.get_base_model())
+def apply(trainer, pack: bool = False) -> dict:
+    """All three (four with `pack`) on a constructed SFTTrainer whose model is a peft model.
+    Returns a description of what changed; call `finish(trainer)` after training to restore the
+    float32 weights."""
+    completion_only_head(trainer.model.get_base_model(), pack=pack)
     use_fp32_attention(trainer.model)
     trainer._fp32_originals = store_frozen_linears_in_bf16(trainer.model)
     return {"lm_head": "float32, loss positions only", "attention": ATTENTION,
-            "frozen_linears_in_bf16": len(trainer._fp32_originals)}
+            "frozen_linears_in_bf16": len(trainer._fp32_originals),
+            **({"batch": "one prefix tree (shared tokens computed once)"} if pack else {})}
 
 
 def finish(trainer) -> None:

@@ -134,6 +134,47 @@ def test_the_fast_cpu_step_computes_trls_loss_and_gradients(tmp_path):
     assert worst < 1e-3, f"largest relative LoRA gradient difference {worst:.2e}"
 
 
+def test_a_batch_packed_as_one_prefix_tree_gives_the_same_loss_and_gradients(tmp_path):
+    """cpu_step with pack=True runs a batch's 8 examples as one prefix tree (their shared chat
+    template computed once). In float32 and without LoRA dropout (whose masks are drawn per
+    token, so packing changes them) the loss and every LoRA gradient equal the unpacked step's."""
+    import dataclasses
+
+    import torch
+
+    from latent_city import cpu_step, data
+    from latent_city.config import ExperimentConfig
+
+    cfg = ExperimentConfig.for_tier("cpu")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bf16=False, fast_cpu_step=False),
+                              lora=dataclasses.replace(cfg.lora, dropout=0.0))
+    m, tok, _ = model.load_base(cfg.model)
+    ds = data.load_training_dataset(data.write_jsonl(finetune.training_set(cfg)[:8], tmp_path / "train.jsonl"))
+    trainer = finetune.make_trainer(cfg, m, tok, ds, tmp_path, disable_tqdm=True)
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    trainer.model.train()
+    torch.manual_seed(0)
+    for p in trainer.model.parameters():
+        if p.requires_grad:
+            p.data.normal_(0, 0.02)
+
+    def loss_and_grads(pack):
+        cpu_step.completion_only_head(trainer.model.get_base_model(), pack=pack)
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss.backward()
+        return float(loss), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+    rows_loss, rows_grads = loss_and_grads(pack=False)
+    tree_loss, tree_grads = loss_and_grads(pack=True)
+    tree = cpu_step.pack_prefix_trees([ids[:n].tolist() for ids, n in zip(batch["input_ids"],
+                                                                          batch["attention_mask"].sum(1))])
+    assert len(tree) < 0.75 * int(batch["attention_mask"].sum()), "the batch shares few tokens: nothing was packed"
+    assert abs(tree_loss - rows_loss) < 1e-5, (tree_loss, rows_loss)
+    worst = max(float((tree_grads[n] - g).abs().max() / g.abs().max()) for n, g in rows_grads.items())
+    assert worst < 1e-3, f"largest relative LoRA gradient difference {worst:.2e}"
+
+
 # the arms of both tiers; the root conftest drops a test of an arm its own tier does not have
 ALL_ARMS = list(dict.fromkeys(name for tier in ("cpu", "gpu") for name in of_tier(tier)))
 
