@@ -177,7 +177,7 @@ def make_trainer(cfg: ExperimentConfig, model, tokenizer, dataset, out: Path, **
     if cfg.train.fast_cpu_step and trainer.model.device.type == "cpu":
         from . import cpu_step
 
-        trainer.step_changes = cpu_step.apply(trainer)
+        trainer.step_changes = cpu_step.apply(trainer, pack=cfg.train.pack_prefixes)
     return trainer
 
 
@@ -224,6 +224,7 @@ def _train(cfg: ExperimentConfig, out: Path, **overrides) -> None:
         "base_fingerprint_before": before, "base_fingerprint_after": base_fingerprint(trainer.model),
         "n_examples": len(dataset), "device": str(trainer.model.device), "step_changes": trainer.step_changes,
         "processes": world_size(), "per_device_batch": per_device_batch(cfg), "precision": cfg.precision,
+        "threads": __import__("torch").get_num_threads(),
         "entry_format": ENTRY_FORMAT,
     }, indent=1))
 
@@ -263,6 +264,59 @@ def get_adapter(cfg: ExperimentConfig, retrain: bool = False) -> Adapter:
     meta = json.loads((target / "meta.json").read_text())
     log = json.loads((target / "training_log.json").read_text())
     return Adapter(target, key, inputs, trained_now, meta["train_seconds"], log, meta)
+
+
+WORKERS = "LATENT_CITY_TRAIN_WORKERS"
+
+
+def train_workers(n_arms: int) -> int:
+    """How many processes train arms side by side: LATENT_CITY_TRAIN_WORKERS if set, else on a
+    machine without CUDA one per core (at most one per arm), each computing with one thread.
+
+    A LoRA step of the 135M model uses two threads poorly: on the project's 2-core CPUs one
+    process with 2 threads takes 0.74 s a step, one with 1 thread 1.08 s, and two 1-thread
+    processes side by side 1.08 s each (reports/benchmarks/train.md), so two arms at a time
+    train about 1.4x as many adapters an hour. On CUDA arms train one after another in this
+    process (or as separate workers: README, "Training arms side by side")."""
+    import torch
+
+    value = os.environ.get(WORKERS, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"{WORKERS} must be a number of processes (1 = train in this process), got {value!r}")
+        return min(int(value), max(n_arms, 1))
+    if torch.cuda.is_available() or world_size() > 1:
+        return 1
+    return max(1, min(n_arms, torch.get_num_threads()))
+
+
+def _train_in_worker(cfg: ExperimentConfig, retrain: bool, threads: int) -> Adapter:
+    import torch
+
+    torch.set_num_threads(threads)
+    return get_adapter(cfg, retrain=retrain)
+
+
+def train_side_by_side(cfgs: list[ExperimentConfig], workers: int, retrain: bool = False, done=None) -> list[Adapter]:
+    """Train (or read) the adapters of `cfgs` in `workers` processes at once, the machine's
+    threads split between them; each writes its own cache entry under the cache's lock, as a
+    lone `get_adapter` would. `done(i, adapter)` is called as each finishes. Returns the
+    adapters in the order of `cfgs`."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // workers)
+    out: list[Adapter | None] = [None] * len(cfgs)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_in_worker, c, retrain, threads): i for i, c in enumerate(cfgs)}
+        for f in as_completed(futures):
+            i = futures[f]
+            out[i] = f.result()
+            if done is not None:
+                done(i, out[i])
+    return out
 
 
 def _wait_for_main_process() -> None:

@@ -80,6 +80,13 @@ class Progress:
             self.stream.flush()
             self.open_line = False
 
+    def finished(self, kind: str, arm: str, seconds: float) -> None:
+        """A stage that ran elsewhere (an adapter trained in a worker process) finished; `seconds`
+        is the wall time it added to the run (with workers side by side, less than it took)."""
+        self.todo.discard((kind, arm))
+        self.durations.setdefault(kind, []).append(seconds)
+        self.write(self.line(kind, arm).replace("] training ·", "] trained ·"))
+
     @contextmanager
     def stage(self, kind: str, arm: str):
         """A stage of `kind` ("train", "load" or a measurement) for `arm`; timed when it ends."""

@@ -30,6 +30,7 @@ def fake_lab(monkeypatch):
     monkeypatch.setattr(finetune, "load_finetuned", load_finetuned)
     monkeypatch.setattr(finetune, "is_cached",
                         lambda cfg: next(n for n, a in lab_box[0].arms.items() if a.cfg == cfg) in cached)
+    monkeypatch.setenv(finetune.WORKERS, "1")          # one arm after another, in this process
     lines = []
     lab_box.append(Lab(ExperimentConfig.for_tier("cpu"), log=lines.append))
     return lab_box[0], events, lines
@@ -54,6 +55,28 @@ def test_every_selected_arm_is_trained_before_the_evaluation_model_is_loaded(fak
                                        ("load model", "paris", )]
     assert not any(loaded for what, _, loaded in events if what == "train")
     assert lines[1].startswith("latent_city: adapter 2/3 tokyo-s43: trained in 50 s"), lines
+
+
+def test_with_workers_the_missing_arms_train_side_by_side_before_the_model_is_loaded(fake_lab, monkeypatch):
+    lab, events, lines = fake_lab
+    lab.adapter("berlin")                            # already trained: not sent to the workers
+    sent = []
+
+    def side_by_side(cfgs, workers, retrain=False, done=None):
+        names = [next(n for n, a in lab.arms.items() if a.cfg == c) for c in cfgs]
+        sent.append((names, workers))
+        for i, name in reversed(list(enumerate(names))):      # finishing in any order
+            events.append(("train", name, lab.model is not None))
+            done(i, finetune.Adapter(Path("/fake") / name, f"key-{name}", {}, True, 50.0, [], {}))
+        return []
+
+    monkeypatch.setenv(finetune.WORKERS, "2")
+    monkeypatch.setattr(finetune, "train_side_by_side", side_by_side)
+    lab.train_all(["tokyo", "berlin", "shuffled"])
+    assert sent == [(["paris", "tokyo", "shuffled"], 2)]
+    assert not any(loaded for what, _, loaded in events if what == "train")
+    assert all(lab.adapters[n].trained_now for n in ("paris", "tokyo", "shuffled"))
+    assert any("trained in 50 s in a worker process" in line for line in lines), lines
 
 
 def test_an_arm_trained_later_first_frees_the_evaluation_model(fake_lab):

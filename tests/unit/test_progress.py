@@ -68,3 +68,17 @@ def test_while_training_it_says_how_much_training_is_left():
 def test_a_cached_adapter_does_not_count_as_training_time():
     p = _run(io.StringIO())
     assert p.durations["train"] == [60]
+
+
+def test_arms_trained_in_worker_processes_count_the_wall_time_each_added():
+    out, clock = io.StringIO(), Clock()
+    p = Progress(train=["paris", "tokyo", "berlin"], measure=["paris", "original"], what=("probe",),
+                 stream=out, clock=clock)
+    clock.now = 100
+    p.finished("train", "tokyo", 100)      # two workers: the first two arms end together,
+    clock.now = 101
+    p.finished("train", "paris", 1)        # so the second added 1 s of wall time
+    assert out.getvalue().splitlines() == [
+        "latent_city: [arm 2/3 tokyo] trained · 1:40 elapsed · about 3:20 of training left, then the measurements",
+        "latent_city: [arm 1/3 paris] trained · 1:41 elapsed · about 0:50 of training left, then the measurements",
+    ]
