@@ -23,19 +23,42 @@ from pathlib import Path
 
 from . import machine
 
-CONFIGS = {   # name -> (bf16 autocast, fast_cpu_step)
-    "TRL defaults (fp32)": (False, False),
-    "TRL, bf16 autocast (before)": (True, False),
-    "project: bf16 + cpu_step": (True, True),
+CONFIGS = {   # name -> (bf16 autocast, fast_cpu_step, pack_prefixes, threads; None = all)
+    "TRL defaults (fp32)": (False, False, False, None),
+    "TRL, bf16 autocast": (True, False, False, None),
+    "cpu_step (before issue 19)": (True, True, False, None),
+    "cpu_step + packed batch": (True, True, True, None),
+    "cpu_step + packed batch, 1 thread": (True, True, True, 1),
 }
+TODAY = "cpu_step (before issue 19)"
+SIDE_BY_SIDE = "cpu_step + packed batch, 2 processes x 1 thread (the lab's training)"
 
 
-def _cfg(bf16: bool, fast: bool, seed: int = 42):
+def _cfg(bf16: bool, fast: bool, pack: bool = False, seed: int = 42):
     from latent_city.config import ExperimentConfig
 
     cfg = ExperimentConfig.for_tier("cpu")
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bf16=bf16, fast_cpu_step=fast),
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bf16=bf16, fast_cpu_step=fast,
+                                                              pack_prefixes=pack),
                                seeds=dataclasses.replace(cfg.seeds, train=seed))
+
+
+def _run_with_threads(cfg, steps, threads):
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return run(cfg, steps)
+
+
+def side_by_side(cfgs: list, steps: int | None, processes: int = 2) -> list[dict]:
+    """`run` of each config, `processes` at a time in separate 1-thread processes (as the lab
+    trains arms on a CPU: finetune.train_side_by_side)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_run_with_threads, cfgs, [steps] * len(cfgs), [1] * len(cfgs)))
 
 
 def must_do_flops(model_config, lora_r: int, lora_modules: int, lengths: list[int], loss_tokens: int,
@@ -52,6 +75,7 @@ def run(cfg, steps: int | None, data_seed: int = 42) -> dict:
     from transformers import TrainerCallback, set_seed
 
     from latent_city import data, finetune
+    from latent_city.batching import pack_prefix_trees
     from latent_city.model import load_base
 
     set_seed(cfg.seeds.train)
@@ -70,7 +94,9 @@ def run(cfg, steps: int | None, data_seed: int = 42) -> dict:
 
         def recording_loss(model, inputs, *a, **k):
             mask, labels = inputs["attention_mask"], inputs["labels"]
+            rows = [ids[:n].tolist() for ids, n in zip(inputs["input_ids"], mask.sum(1))]
             batches.append({"lengths": mask.sum(1).tolist(), "loss_tokens": int((labels[:, 1:] != -100).sum()),
+                            "tree_tokens": len(pack_prefix_trees(rows)),
                             "padded": int(mask.numel()),
                             "hash": hashlib.sha256(inputs["input_ids"].cpu().numpy().tobytes()).hexdigest()[:12]})
             return compute_loss(model, inputs, *a, **k)
@@ -101,56 +127,78 @@ def run(cfg, steps: int | None, data_seed: int = 42) -> dict:
 def bench_train(steps: int = 20, warmup: int = 3) -> None:
     m = machine.describe()
     rows, runs = [], {}
-    for name, (bf16, fast) in CONFIGS.items():
-        r = runs[name] = run(_cfg(bf16, fast), steps)
+    for name, (bf16, fast, pack, threads) in CONFIGS.items():
+        runs[name] = _run_with_threads(_cfg(bf16, fast, pack), steps, threads) if threads else run(_cfg(bf16, fast, pack),
+                                                                                                     steps)
+    pair = side_by_side([_cfg(True, True, True), _cfg(True, True, True, seed=43)], steps)
+    runs[SIDE_BY_SIDE] = {**pair[0], "times": [max(a, b) for a, b in zip(pair[0]["times"], pair[1]["times"])]}
+    today = statistics.median(runs[TODAY]["times"][warmup:])
+    for name, r in runs.items():
+        bf16, _, pack, _ = CONFIGS.get(name, (True, True, True, 1))
+        processes = 2 if name == SIDE_BY_SIDE else 1
         t = r["times"][warmup:]
         secs = statistics.median(t)
         flops = statistics.mean(r["flops"][warmup:])
         tokens = statistics.mean(sum(b["lengths"]) for b in r["batches"][warmup:])
+        computed = statistics.mean(b["tree_tokens"] if pack else b["padded"] for b in r["batches"][warmup:])
         peak = m["peak_gflops_bf16"] if bf16 else m["peak_gflops_fp32"]
         rows.append({"step computation": name, "s/step (median)": round(secs, 3),
-                     "real tokens/s": round(tokens / secs), "must-do GFLOP/step": round(flops / 1e9, 1),
-                     "achieved GFLOP/s": round(flops / secs / 1e9), "peak used (GFLOP/s)": peak,
-                     "x floor": round(secs / (flops / peak / 1e9), 2),
-                     "x bf16 floor": round(secs / (flops / m["peak_gflops_bf16"] / 1e9), 2),
-                     "90-step estimate (s)": round(90 * secs)})
+                     "tokens computed/step": round(computed), "real tokens/s": round(processes * tokens / secs),
+                     "must-do GFLOP/step": round(flops / 1e9, 1),
+                     "x floor": round(secs / processes / (flops / peak / 1e9), 2),
+                     "x bf16 floor": round(secs / processes / (flops / m["peak_gflops_bf16"] / 1e9), 2),
+                     "90-step estimate (s)": round(90 * secs),
+                     "adapters/hour": round(processes * 3600 / (90 * secs), 1),
+                     "x today": round(processes * today / secs, 2)})
     same = len({tuple(b["hash"] for b in r["batches"]) for r in runs.values()}) == 1
-    padded = statistics.mean(b["padded"] for b in runs[name]["batches"]) / tokens
+    padded = statistics.mean(b["padded"] for b in runs[TODAY]["batches"]) / tokens
     machine.write("train", f"Training step of the seed's recipe, steps {warmup + 1}-{steps} of the same run", rows, [
         f"The same {steps} batches in every configuration (input hashes {'equal' if same else 'DIFFER'}); "
-        f"batch 8, about {tokens:.0f} real tokens a step, padding adds {100 * (padded - 1):.0f}%.",
-        "x floor = seconds per step / (must-do FLOPs / the measured peak of the dtype the matmuls run in); "
-        "x bf16 floor uses the bf16 peak for every row. " + __doc__.split("\n\n")[2].replace("\n", " ")],
+        f"batch 8, about {tokens:.0f} real tokens a step, padding adds {100 * (padded - 1):.0f}%; packed as one "
+        "prefix tree a batch computes about half of them (tokens computed/step).",
+        f"today = '{TODAY}', the CPU tier's step before issue 19. adapters/hour = processes x 3600 / (90 x s/step); "
+        f"'{SIDE_BY_SIDE}': two processes started together, each with one thread, on seeds 42 and 43, "
+        "s/step the slower of the two at each step.",
+        "x floor = seconds per step and process / (must-do FLOPs / the measured peak of the dtype the matmuls run "
+        "in); must-do FLOPs count every real token of the batch, so packing (which computes shared tokens once) "
+        "can go below what an unpacked step must do. x bf16 floor uses the bf16 peak for every row. "
+        + __doc__.split("\n\n")[2].replace("\n", " ")],
         {"runs": {k: {kk: vv for kk, vv in v.items() if kk != "batches"} for k, v in runs.items()}})
 
 
 def bench_noise(seeds=(42, 43, 44)) -> None:
-    """Full runs of the recipe: TRL's bf16 step (before) and the project's, each with 3 seeds
-    (LoRA init and dropout) on the same data order (data_seed 42)."""
+    """Full runs of the recipe with 3 seeds (LoRA init and dropout) on the same data order
+    (data_seed 42): the step before issue 19 in this process, and the new one as the lab trains
+    (packed batches, two 1-thread processes side by side)."""
     import numpy as np
 
+    old, new = TODAY, SIDE_BY_SIDE
     curves = {}
-    for name in ("TRL, bf16 autocast (before)", "project: bf16 + cpu_step"):
-        bf16, fast = CONFIGS[name]
-        for seed in seeds:
-            r = run(_cfg(bf16, fast, seed), None)
-            curves[(name, seed)] = (np.array(r["losses"]), sum(r["times"]))
-    again = np.array(run(_cfg(*CONFIGS["project: bf16 + cpu_step"], seeds[0]), None)["losses"])
-    repeat = float(np.abs(again - curves[("project: bf16 + cpu_step", seeds[0])][0]).max())
-    before = [curves[("TRL, bf16 autocast (before)", s)][0] for s in seeds]
+    for seed in seeds:
+        r = run(_cfg(True, True, False, seed), None)
+        curves[(old, seed)] = (np.array(r["losses"]), sum(r["times"]))
+    start = time.perf_counter()
+    for seed, r in zip(seeds, side_by_side([_cfg(True, True, True, s) for s in seeds], None)):
+        curves[(new, seed)] = (np.array(r["losses"]), sum(r["times"]))
+    wall_new = time.perf_counter() - start
+    wall_old = sum(curves[(old, s)][1] for s in seeds)
+    before = [curves[(old, s)][0] for s in seeds]
     noise = [float(np.abs(a - b).mean()) for i, a in enumerate(before) for b in before[i + 1:]]
     rows = []
     for (name, seed), (loss, secs) in curves.items():
-        ref = curves[("TRL, bf16 autocast (before)", seed)][0]
+        ref = curves[(old, seed)][0]
         rows.append({"step computation": name, "seed": seed, "train s": round(secs, 1),
                      "first loss": round(float(loss[0]), 4), "mean loss, last 10 steps": round(float(loss[-10:].mean()), 4),
                      "mean abs per-step diff to before, same seed": round(float(np.abs(loss - ref).mean()), 4)})
-    project = curves[("project: bf16 + cpu_step", seeds[0])][0]
-    verdict = float(np.abs(project - before[0]).mean()) <= min(noise)
-    machine.write("noise", "Loss curves of the full recipe: the faster step against run-to-run noise", rows, [
-        f"Run-to-run noise of the step before this change, between seeds {seeds} on the same data order: "
-        f"mean absolute per-step loss difference {', '.join(f'{n:.4f}' for n in noise)}. "
-        f"The project's step (seed {seeds[0]}) differs from the step before (seed {seeds[0]}) by "
-        f"{np.abs(project - before[0]).mean():.4f}: {'within' if verdict else 'OUTSIDE'} that noise.",
-        f"The project's step run twice with seed {seeds[0]} in this run: largest per-step loss difference {repeat:.1e}."],
-        {"curves": {f"{k[0]} / seed {k[1]}": v[0].tolist() for k, v in curves.items()}})
+    diffs = [float(np.abs(curves[(new, s)][0] - curves[(old, s)][0]).mean()) for s in seeds]
+    verdict = max(diffs) <= min(noise)
+    machine.write("noise", "Loss curves of the full recipe: the new step against the seed-to-seed noise of the old", rows, [
+        f"Seed-to-seed noise of the step before issue 19 ('{old}'), between seeds {seeds} on the same data order: "
+        f"mean absolute per-step loss difference {', '.join(f'{n:.4f}' for n in noise)} (smallest {min(noise):.4f}). "
+        f"The new step differs from the old with the same seed by {', '.join(f'{d:.4f}' for d in diffs)} "
+        f"(largest {max(diffs):.4f}): {'within' if verdict else 'OUTSIDE'} that noise.",
+        f"Wall time for the 3 adapters: {wall_old:.0f} s one after another with the old step, {wall_new:.0f} s "
+        f"with the new one ({wall_old / wall_new:.2f}x the adapters per hour; includes starting the processes "
+        "and loading the model, which the old row's step times do not)."],
+        {"curves": {f"{k[0]} / seed {k[1]}": v[0].tolist() for k, v in curves.items()},
+         "noise": noise, "diffs": diffs, "wall_old_s": wall_old, "wall_new_s": wall_new})

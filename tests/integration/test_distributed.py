@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from latent_city import cache, finetune
+from benchmarks.train import SIDE_BY_SIDE
 from latent_city.arms import MAIN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,12 +32,13 @@ def same_examples(a: list[dict], b: list[dict]) -> np.ndarray:
 
 
 def noise_between_seeds(same: np.ndarray) -> float:
-    """Run-to-run noise of the project's training step, from `python -m benchmarks noise`
+    """Run-to-run noise of the project's training step (packed batches, 1-thread processes side
+    by side, as the lab trains on a CPU), from `python -m benchmarks noise`
     (reports/benchmarks/noise.json, this kind of machine): the mean absolute per-step loss
     difference between training seeds 42, 43, 44 on the same data order, over the steps `same`;
     the largest of the three pairs."""
     curves = json.loads((REPO / "reports" / "benchmarks" / "noise.json").read_text())["curves"]
-    seeds = [np.array(c) for name, c in curves.items() if name.startswith("project")]
+    seeds = [np.array(c) for name, c in curves.items() if name.startswith(SIDE_BY_SIDE)]
     return max(float(np.abs(a - b)[same].mean()) for i, a in enumerate(seeds) for b in seeds[i + 1:])
 
 
