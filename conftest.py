@@ -3,6 +3,9 @@ every measurement made once, and the experiment record written at the end of the
 
 Tiers are the params of the `config` fixture: the CPU tier (SmolLM2-135M) runs by default;
 `pytest -m gpu` runs the same tests on the seed's Llama-3-8B-Instruct.
+
+`pytest --list-arms` prints the arms whose adapters a selection trains and runs nothing, so that
+workers can train them side by side into one cache first (README "Training arms side by side").
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from datetime import datetime
@@ -36,6 +40,7 @@ RECORDS = pytest.StashKey[dict]()
 RECORDED = pytest.StashKey[list]()
 PENDING = pytest.StashKey[dict]()      # the run's record before it is placed under reports/
 SKIPPED = pytest.StashKey[bool]()
+LISTED = pytest.StashKey[str]()       # --list-arms: what was listed, for the closing line (on stderr)
 GPU_NEEDS = ("the GPU tier needs a CUDA GPU (about 10 GB free for the 8B model in 8-bit), bitsandbytes "
              "(pip install -e '.[gpu]') and meta-llama/Meta-Llama-3-8B-Instruct in the Hugging Face cache "
              "(or any model: LATENT_CITY_MODEL=<hub id or folder>, LATENT_CITY_PRECISION=bf16|8bit|4bit)")
@@ -48,6 +53,10 @@ def pytest_addoption(parser):
     g.addoption("--quick", action="store_true",
                 help="the main adapter only: skip the tests that need control adapters or train through "
                      "another code path (for iterating)")
+    g.addoption("--list-arms", action="store_true",
+                help="print the arms whose adapters the selected tests need (main first, one a line: name, tier, "
+                     "adapter key, cached or missing; with -q the names only) and run nothing; stdout holds only "
+                     "the list, pytest's own report goes to stderr")
 
 
 def _tier_of(config) -> str:
@@ -91,7 +100,7 @@ def pytest_configure(config):
     except user_errors() as e:
         pytest.exit(one_line(e), returncode=2)
     if (config.getoption("no_record") or config.getoption("htmlpath", None) or config.option.collectonly
-            or not config.pluginmanager.hasplugin("html")):
+            or config.getoption("list_arms") or not config.pluginmanager.hasplugin("html")):
         return
     # pytest-html writes where it is told at configure time; the record goes to a scratch folder and
     # is moved under reports/ at the end, as complete (and latest-*) or as incomplete
@@ -100,6 +109,64 @@ def pytest_configure(config):
     config.stash[PENDING] = {"stem": stem, "scratch": scratch, "tier": tier, "cfg": cfg}
     config.option.htmlpath = str(scratch / f"{stem}.html")
     config.option.self_contained_html = True
+
+
+# ---------------------------------------------------------------------------- the arms a selection trains
+
+def _params(item) -> dict:
+    return getattr(getattr(item, "callspec", None), "params", {})
+
+
+def _arms_to_train(items, tier: str, names) -> list[str]:
+    """The arms whose adapters the lab trains for a run of `items` on `tier` (`Lab.train_all`): the
+    main one and every arm a test of that tier names, in the order of `names` (the tier's arms)."""
+    named = {name for item in items if _params(item).get("cfg") == tier for name in named_in(_params(item))}
+    return [n for n in names if n == MAIN or n in named]
+
+
+def _arms_needed(items) -> dict[str, list[str]]:
+    """{tier: the arms a run of `items` trains}, for each tier of which a selected test uses the lab."""
+    tiers = dict.fromkeys(_params(item)["cfg"] for item in items if "cfg" in _params(item) and "lab" in item.fixturenames)
+    return {tier: _arms_to_train(items, tier, of_tier(tier)) for tier in tiers}
+
+
+def pytest_sessionstart(session):
+    if session.config.getoption("list_arms"):
+        # stdout is the list alone (for `$(pytest --list-arms -q)`): pytest's own report goes to stderr, by
+        # replacing its writer as pytest's pastebin plugin does (it runs before the header is written)
+        from _pytest.config import create_terminal_writer
+
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter._tw = create_terminal_writer(session.config, sys.stderr)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    """--list-arms: print the arms of the selection (after -m, -k, --quick and the tier's own arms) and
+    run no test; a collection error is reported by pytest as usual (not here)."""
+    config = session.config
+    if not config.getoption("list_arms") or session.testsfailed:
+        return None
+    needed = _arms_needed(session.items)
+    quiet = config.get_verbosity() < 0
+    if quiet and len(needed) > 1:
+        raise pytest.UsageError("--list-arms -q: the selection has tests of both tiers, and a name alone does not "
+                                "say which; select one tier (-m gpu, or the default -m 'not gpu')")
+    lines = []
+    for tier, names in needed.items():
+        tier_arms = of_tier(tier)
+        for name in names:
+            cfg = tier_arms[name].cfg
+            lines.append(name if quiet else f"{name:16s} {tier:4s} {finetune.adapter_key(cfg)} "
+                                            f"{'cached' if finetune.is_cached(cfg) else 'missing'}")
+    with _uncaptured(config):
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    config.stash[LISTED] = (f"latent_city: --list-arms: {len(lines)} arm(s) for the {len(session.items)} selected "
+                            "tests; no test was run")
+    return True
 
 
 def _record(config, cfg: ExperimentConfig) -> record.Record:
@@ -171,9 +238,7 @@ def lab(request, pytestconfig, cfg, rec) -> Lab:
         return record.measure(rec, name)
 
     the_lab = Lab(cfg, retrain=pytestconfig.getoption("retrain"), stage=stage, log=log)
-    params = [getattr(getattr(item, "callspec", None), "params", {}) for item in request.session.items]
-    selected = [n for n in the_lab.arms if n == MAIN or n in {name for p in params if p.get("cfg") == cfg.tier
-                                                              for name in named_in(p)}]
+    selected = _arms_to_train(request.session.items, cfg.tier, the_lab.arms)   # what `pytest --list-arms` prints
     the_lab.progress = _TerminalProgress(pytestconfig, train=the_lab.needs_training(selected),
                                          measure=selected + [ORIGINAL], what=MEASUREMENTS)
     with _uncaptured(pytestconfig):
@@ -310,6 +375,8 @@ def _next_step(pending: dict, failed: list[str]) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    if LISTED in config.stash:
+        terminalreporter.write_line(config.stash[LISTED])
     for rec in config.stash[RECORDS].values():
         lab = rec.lab
         if lab is not None and lab.adapters:
