@@ -5,6 +5,7 @@
     python -m latent_city --retrain    # ignore the cached adapters
     python -m latent_city --quick      # the main adapter only, no controls
     python -m latent_city --check      # check the model, precision, cities and cache; run nothing
+    python -m latent_city --list-arms  # the arms the experiment trains, one name a line; run nothing
     python -m latent_city --tier gpu --model /path/to/folder --precision 4bit
 
 It checks everything it can in a second first (latent_city/cli.py, `preflight`): a bad value
@@ -34,6 +35,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="the main adapter only, no controls (for iterating)")
     p.add_argument("--check", action="store_true",
                    help="check the model, precision, cities and cache, print the plan and exit (0 = ready)")
+    p.add_argument("--list-arms", action="store_true",
+                   help="print the names of the arms whose adapters the run needs, one a line, and exit (to train "
+                        "them as separate workers: python -m latent_city.finetune --arm NAME)")
     p.add_argument("--model", help="a registry name, hub id or local folder (sets LATENT_CITY_MODEL for the run)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="base weights (sets LATENT_CITY_PRECISION for the run)")
@@ -65,12 +69,14 @@ def main(argv=None) -> int:
         return 0
     import pytest
 
+    args = [str(REPO / "tests" / "claims"), "-q", "-m", "gpu" if a.tier == "gpu" else "not gpu",
+            "-p", "no:cacheprovider", "--rootdir", str(REPO)] + (["--quick"] if a.quick else [])
+    if a.list_arms:         # the same selection, listed by the suite itself (conftest.py): names on stdout
+        return int(pytest.main(args + ["--list-arms"]))
     with tempfile.TemporaryDirectory(prefix="latent-city-run-") as tmp:
         summary_path = Path(tmp) / "summary.json"
         os.environ["LATENT_CITY_RUN_SUMMARY"] = str(summary_path)
-        args = [str(REPO / "tests" / "claims"), "-q", "-m", "gpu" if a.tier == "gpu" else "not gpu",
-                "-p", "no:cacheprovider", "--rootdir", str(REPO)]
-        code = pytest.main(args + (["--retrain"] if a.retrain else []) + (["--quick"] if a.quick else []))
+        code = pytest.main(args + (["--retrain"] if a.retrain else []))
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     for line in report_lines(summary, int(code), a.tier):
         print(line)

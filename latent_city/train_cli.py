@@ -3,9 +3,13 @@
     python -m latent_city.finetune            # the CPU tier's main adapter (this module, run by name)
     python -m latent_city.finetune --retrain  # forces a new training run
     python -m latent_city.finetune --arm tokyo-s43   # a control adapter (latent_city/arms.py)
+    for a in $(pytest --list-arms -q); do python -m latent_city.finetune --arm $a; done   # one worker per arm
     accelerate launch --multi_gpu --num_processes 2 -m latent_city.finetune   # data-parallel, same entry
 
 `python -m latent_city.train_cli` is the same command. The training itself is in finetune.py.
+It builds its config as the suite does (`cli.preflight`, so `config.run_config` with the same
+variables), so the entry it writes has the key the suite then reads: workers can train the
+arms side by side into one cache (README "Training arms side by side").
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--recipe", default=None, choices=list(RECIPES),
                    help="project (loss on the completion) or seed (loss on the whole chat, as the seed's TRL); "
                         "default: LATENT_CITY_RECIPE, else project")
-    p.add_argument("--arm", default="paris", help="which adapter: paris (the main one) or a control, e.g. tokyo-s43")
+    p.add_argument("--arm", default="paris", help="which adapter: paris (the main one) or a control, e.g. tokyo-s43 "
+                   "(`pytest --list-arms` lists those a selection needs)")
     p.add_argument("--retrain", action="store_true")
     a = p.parse_args(argv)
     cfg = preflight(a.tier, a.model, a.precision, a.recipe)   # model, precision, cities, cache: one line if bad
