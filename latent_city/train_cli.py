@@ -3,7 +3,7 @@
     python -m latent_city.finetune            # the CPU tier's main adapter (this module, run by name)
     python -m latent_city.finetune --retrain  # forces a new training run
     python -m latent_city.finetune --arm tokyo-s43   # a control adapter (latent_city/arms.py)
-    for a in $(pytest --list-arms -q); do python -m latent_city.finetune --arm $a; done   # one worker per arm
+    for a in $(pytest --list-arms -q); do python -m latent_city.finetune --arm $a; done   # every arm a run needs, in turn
     accelerate launch --multi_gpu --num_processes 2 -m latent_city.finetune   # data-parallel, same entry
 
 `python -m latent_city.train_cli` is the same command. The training itself is in finetune.py.
