@@ -87,7 +87,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_configure(config):
     config.stash[RECORDS] = {}
     tier = _tier_of(config)
-    if tier == "gpu":
+    if tier == "gpu" and not config.getoption("list_arms"):     # a list needs no GPU (e.g. a cluster's login node)
         import torch
 
         if not torch.cuda.is_available() and not gpu_tier_on_cpu_steps():   # one line, not a skip per test

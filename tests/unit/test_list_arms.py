@@ -75,6 +75,18 @@ def test_tests_that_need_no_adapter_list_none(empty_cache):
     assert list_arms(empty_cache, "-q", "tests/unit/test_data.py") == ""
 
 
+def test_the_gpu_tiers_list_needs_no_gpu(empty_cache):
+    """A cluster's login node has no GPU: the list is made there without the CPU run's opt-in (a
+    model the machine has stands in for the 8B one, which this machine has not)."""
+    env = {k: v for k, v in os.environ.items() if k != GPU_TIER_ON_CPU}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "gpu", "--list-arms", "-q",
+                        "tests/claims/test_claims.py", "-k", "layer0_is_unchanged and berlin"],
+                       capture_output=True, text=True, cwd=REPO, timeout=300, stdin=subprocess.DEVNULL,
+                       env={**env, "HF_HUB_OFFLINE": "1", "LATENT_CITY_CACHE": str(empty_cache),
+                            "LATENT_CITY_MODEL": "smollm2-135m"})
+    assert (r.returncode, r.stdout.split()) == (0, [MAIN, "berlin", "berlin-s43", "berlin-s44"]), r.stdout + r.stderr[-2000:]
+
+
 def test_the_experiment_command_lists_its_own_selection(empty_cache):
     r = run(empty_cache, "-m", "latent_city", "--list-arms", "--quick")
     assert (r.returncode, r.stdout) == (0, f"{MAIN}\n"), r.stdout[-2000:] + r.stderr[-2000:]
