@@ -46,8 +46,9 @@ def run_pytest(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 def train_side_by_side(env: dict, names: list[str]) -> dict[str, str]:
     """Start one worker per arm at once and wait for all; {arm: what its worker printed}. Each
-    worker gets one thread: two on two cores, where torch's default (every core each) makes the
-    workers' threads wait on one another (one step took 47 s instead of 5 here)."""
+    worker gets one thread, two workers on two cores: with torch's default of a thread per core in
+    each, their threads wait on one another (measured beside another busy process on this
+    machine: one training step 47 s with two threads, 5 s with one)."""
     workers = {name: subprocess.Popen([sys.executable, "-m", "latent_city.finetune", "--tier", "gpu", "--arm", name],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                                       env={**env, "OMP_NUM_THREADS": "1"})
