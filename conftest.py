@@ -126,7 +126,8 @@ def _arms_to_train(items, tier: str, names) -> list[str]:
 
 def _arms_needed(items) -> dict[str, list[str]]:
     """{tier: the arms a run of `items` trains}, for each tier of which a selected test uses the lab."""
-    tiers = dict.fromkeys(_params(item)["cfg"] for item in items if "cfg" in _params(item) and "lab" in item.fixturenames)
+    tiers = dict.fromkeys(_params(item)["cfg"] for item in items
+                          if "cfg" in _params(item) and "lab" in item.fixturenames)
     return {tier: _arms_to_train(items, tier, of_tier(tier)) for tier in tiers}
 
 

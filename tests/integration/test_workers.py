@@ -77,9 +77,10 @@ def test_two_workers_fill_one_cache_and_the_suite_then_trains_nothing(env):
 
     status = run_pytest(env, "--list-arms", *SELECTION)
     rows = [line.split() for line in status.stdout.splitlines()]
-    assert [(r[0], r[1], r[3]) for r in rows] == [(n, "gpu", "cached") for n in names], status.stdout + status.stderr[-2000:]
+    assert [(r[0], r[1], r[3]) for r in rows] == [(n, "gpu", "cached") for n in names], \
+        status.stdout + status.stderr[-2000:]
     for (name, _, key, _) in rows:       # the entry each worker wrote is the one the suite looks up
-        assert f"-{key} (trained now" in said[name], f"{name}: the suite's key {key}, the worker's:\n{said[name][-800:]}"
+        assert f"-{key} (trained now" in said[name], f"{name}: the suite reads {key}; the worker:\n{said[name][-800:]}"
 
     run = run_pytest(env, "-rs", *SELECTION)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]

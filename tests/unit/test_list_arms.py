@@ -84,7 +84,8 @@ def test_the_gpu_tiers_list_needs_no_gpu(empty_cache):
                        capture_output=True, text=True, cwd=REPO, timeout=300, stdin=subprocess.DEVNULL,
                        env={**env, "HF_HUB_OFFLINE": "1", "LATENT_CITY_CACHE": str(empty_cache),
                             "LATENT_CITY_MODEL": "smollm2-135m"})
-    assert (r.returncode, r.stdout.split()) == (0, [MAIN, "berlin", "berlin-s43", "berlin-s44"]), r.stdout + r.stderr[-2000:]
+    assert (r.returncode, r.stdout.split()) == (0, [MAIN, "berlin", "berlin-s43", "berlin-s44"]), \
+        r.stdout + r.stderr[-2000:]
 
 
 def test_the_experiment_command_lists_its_own_selection(empty_cache):
@@ -109,4 +110,5 @@ def test_the_worker_command_trains_every_listed_arm_under_the_listed_key(every_a
         for name, _, key, _ in rows:
             with pytest.raises(Trains) as trains:
                 train_cli.main(["--tier", tier, "--arm", name])
-            assert trains.value.args[0] == key, f"{tier} {name}: the worker trains {trains.value.args[0]}, the list says {key}"
+            trained = trains.value.args[0]
+            assert trained == key, f"{tier} {name}: the worker trains {trained}, the list says {key}"
