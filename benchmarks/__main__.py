@@ -3,6 +3,7 @@ machine and its measured matmul peaks, to reports/benchmarks/<name>.md and .json
 
     python -m benchmarks                 # train noise probe country stages (about 30 minutes on 2 cores)
     python -m benchmarks train probe     # some of them; stages-full times every arm (about an hour)
+    python -m benchmarks full            # the whole suite once, cold: time, memory, adapters/hour, eval per arm
 """
 
 import os
@@ -11,11 +12,11 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from . import evaluation, stages, train  # noqa: E402
+from . import evaluation, full, stages, train  # noqa: E402
 
 BENCHMARKS = {"train": train.bench_train, "noise": train.bench_noise, "probe": evaluation.bench_probe,
               "country": evaluation.bench_country, "stages": stages.bench_stages,
-              "stages-full": lambda: stages.bench_stages(quick=False)}
+              "stages-full": lambda: stages.bench_stages(quick=False), "full": full.bench_full}
 DEFAULT = ["train", "noise", "probe", "country", "stages"]
 
 

@@ -26,18 +26,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_measured(cmd: list[str], env: dict, log: Path) -> tuple[float, int, int]:
     """(wall seconds, peak RSS in MB of the process tree, return code); output goes to `log`."""
+    r = run_sampled(cmd, env, log)
+    return r["wall_s"], r["tree_peak_mb"], r["code"]
+
+
+def run_sampled(cmd: list[str], env: dict, log: Path) -> dict:
+    """Run `cmd`, sampling every 0.1 s the resident memory of its process tree: wall seconds, the
+    tree's peak (all its processes together), the largest single process's peak, the return code."""
     import psutil
 
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    root, peak = psutil.Process(proc.pid), 0
+    root, tree_peak, largest = psutil.Process(proc.pid), 0, 0
     while proc.poll() is None:
         try:
-            peak = max(peak, sum(p.memory_info().rss for p in [root] + root.children(recursive=True)))
+            rss = [p.memory_info().rss for p in [root] + root.children(recursive=True)]
+            tree_peak, largest = max(tree_peak, sum(rss)), max(largest, max(rss))
         except psutil.Error:
             pass
         time.sleep(0.1)
-    return time.perf_counter() - start, peak // 2**20, proc.returncode
+    return {"wall_s": time.perf_counter() - start, "tree_peak_mb": tree_peak // 2**20,
+            "largest_process_peak_mb": largest // 2**20, "code": proc.returncode}
 
 
 def bench_stages(quick: bool = True) -> None:
