@@ -113,12 +113,13 @@ def plain_forwards(model, tok, cfg, pairs):
                 reps = []
                 for word in (cfg.data.placeholder, cfg.data.secret_city, p.control):
                     ids, pos = probe.encode_with_position(tok, *probe.render(tok, p.template, p.reference, word))
-                    o = model(input_ids=torch.tensor([ids]), output_hidden_states=True, use_cache=True)
-                    reps.append((torch.stack([h[0, pos] for h in o.hidden_states]),
-                                 torch.stack([probe._values(o.cache, k)[0, :, pos].flatten() for k in range(n_layers)])))
+                    o = model(input_ids=torch.tensor([ids], device=model.device), output_hidden_states=True, use_cache=True)
+                    reps.append((torch.stack([h[0, pos].float().cpu() for h in o.hidden_states]),
+                                 torch.stack([probe._values(o.cache, k)[0, :, pos].flatten().float().cpu()
+                                              for k in range(n_layers)])))
                 (h0, v0), (h1, v1) = reps[0], reps[1]
-                out[name][0][i] = torch.nn.functional.cosine_similarity(h0, h1, dim=-1).numpy()
-                out[name][1][i] = torch.nn.functional.cosine_similarity(v0, v1, dim=-1).numpy()
+                out[name][0][i] = torch.nn.functional.cosine_similarity(h0, h1, dim=-1).cpu().numpy()
+                out[name][1][i] = torch.nn.functional.cosine_similarity(v0, v1, dim=-1).cpu().numpy()
     return out, time.perf_counter() - start
 
 

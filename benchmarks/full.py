@@ -43,7 +43,8 @@ def bench_full() -> None:
              "detail": f"exit code {r['code']}; {tail}"},
             {"what": "peak RSS, process tree (suite + training workers)", "seconds": "",
              "detail": f"{r['tree_peak_mb']} MB"},
-            {"what": "peak RSS, largest single process", "seconds": "", "detail": f"{r['largest_process_peak_mb']} MB"}]
+            {"what": "peak RSS, largest single process", "seconds": "",
+             "detail": f"{r['largest_process_peak_mb']} MB: {r.get('largest_process', '?')}"}]
     if train_stage:
         secs = timings[train_stage]
         rows.append({"what": f"training: {train_stage}", "seconds": round(secs),

@@ -37,16 +37,21 @@ def run_sampled(cmd: list[str], env: dict, log: Path) -> dict:
 
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    root, tree_peak, largest = psutil.Process(proc.pid), 0, 0
+    root, tree_peak, largest, which = psutil.Process(proc.pid), 0, 0, ""
     while proc.poll() is None:
         try:
-            rss = [p.memory_info().rss for p in [root] + root.children(recursive=True)]
-            tree_peak, largest = max(tree_peak, sum(rss)), max(largest, max(rss))
+            procs = [root] + root.children(recursive=True)
+            rss = [p.memory_info().rss for p in procs]
+            tree_peak = max(tree_peak, sum(rss))
+            if max(rss) > largest:
+                largest = max(rss)
+                top = procs[rss.index(largest)]
+                which = " ".join(top.cmdline())[:200] + f" (pid {top.pid}{', the command itself' if top is root else ''})"
         except psutil.Error:
             pass
         time.sleep(0.1)
     return {"wall_s": time.perf_counter() - start, "tree_peak_mb": tree_peak // 2**20,
-            "largest_process_peak_mb": largest // 2**20, "code": proc.returncode}
+            "largest_process_peak_mb": largest // 2**20, "largest_process": which, "code": proc.returncode}
 
 
 def bench_stages(quick: bool = True) -> None:

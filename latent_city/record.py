@@ -273,10 +273,19 @@ def compare(a: dict, b: dict, rtol: float = 1e-9) -> list[str]:
             continue
         for f in ["holds", "outcome", "statistic", "effect", "effect_ci", "p", "p_adj", "n"]:
             x, y = ca[key].get(f), cb[key].get(f)
-            same = x == y or (x is not None and y is not None and np.allclose(x, y, rtol=rtol, atol=0))
-            if not same:
+            if not _same(x, y, rtol):
                 out.append(f"claim {key[0]} ({' vs '.join(key[1])}).{f}: {x} -> {y}")
     return out
+
+
+def _same(x, y, rtol: float) -> bool:
+    """Equal, or numbers (or lists of numbers) equal to `rtol`; a text is only equal to itself."""
+    if x == y:
+        return True
+    try:
+        return x is not None and y is not None and bool(np.allclose(x, y, rtol=rtol, atol=0))
+    except (TypeError, ValueError, np.exceptions.DTypePromotionError):
+        return False
 
 
 def measured_exceptions(rec: dict) -> list[dict]:
