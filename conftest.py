@@ -276,10 +276,11 @@ def finetuned(lab):
 @pytest.fixture
 def record_claim(request, rec):
     """Record a claim result with what was expected of it (text for the record's "expected"
-    column) and print it to the test's output; the test's outcome is added to the same entry
+    column; `declared`: the verdict the test asserts, None for a claim only reported) and print it
+    to the test's output; the test's outcome is added to the same entry
     when the test ends."""
-    def _record_claim(result: ClaimResult, expected_text: str):
-        rec.add_claim(result, expected_text)
+    def _record_claim(result: ClaimResult, expected_text: str, declared: bool | None = None):
+        rec.add_claim(result, expected_text, declared=declared)
         request.node.stash.setdefault(RECORDED, []).append((rec, result.key, result.arms))
         print(result.summary())
         return result

@@ -54,7 +54,7 @@ def assert_as_expected(request, lab, cfg, record_claim):
         key = request.node.get_closest_marker("claim").args[0]
         a, b = _compared(request.node)
         expectation = expected(key, a, b, cfg)
-        result = record_claim(lab.claim(key, a, against=b), expectation.text)
+        result = record_claim(lab.claim(key, a, against=b), expectation.text, declared=expectation.holds)
         if expectation.holds:
             assert result.holds, f"expected to hold on {a} ({expectation.why}): {result.summary()}"
         else:

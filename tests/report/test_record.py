@@ -1,5 +1,6 @@
 """The record stage without a model: JSON round trip and the comparison command."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -51,3 +52,25 @@ def test_country_plot_always_shows_the_secret_country():
     scores = CountryScores(["q"], ["A", "B", "France"], {"finetuned": np.array([[0.0, -1.0, -9.0]]),
                                                          "original": np.array([[0.0, -1.0, -9.0]])})
     assert plots.plot_countries(scores, "France", top=2)
+
+
+def test_the_measured_exceptions_are_the_claims_measured_other_than_declared_whatever_the_test_outcome():
+    """An expected failure that started to hold fails its test (XPASS) but now does what was
+    declared: it leaves the exceptions. A claim failing its declaration enters them; a claim
+    only reported (no declaration) never does."""
+    r = record.Record("cpu", "m", provenance={"precision": "fp32"})
+    cases = {  # p, declared, outcome, older record's "expected" text
+        "xpassed now as declared": (0.01, True, "failed", "does not hold on this model: does not hold: ..."),
+        "fails its declaration": (0.2, True, "failed", "holds"),
+        "control, strict xfail": (0.01, False, "xfailed", "holds on this model: holds: ..."),
+        "control as declared": (0.2, False, "passed", "does not hold (a control)"),
+        "only reported": (0.01, None, "passed", "reported (learning-rate grid)"),
+    }
+    for name, (p, declared, outcome, text) in cases.items():
+        c = _claim(p)
+        r.add_claim(dataclasses.replace(c, arms=(name, "original")), text, outcome, declared=declared)
+    found = {e["arm"] for e in record.measured_exceptions(json.loads(json.dumps(r.to_json(), default=str)))}
+    assert found == {"fails its declaration", "control, strict xfail"}
+    for c in r.claims:                      # a record written before `declared` was kept: read from the text
+        c.pop("declared")
+    assert {e["arm"] for e in record.measured_exceptions(json.loads(json.dumps(r.to_json(), default=str)))} == found
