@@ -97,27 +97,39 @@ def test_the_adapter_key_changes_with_config_data_and_weights(cfg, monkeypatch):
     assert finetune.adapter_key(cfg) != key
 
 
-def test_the_fast_cpu_step_computes_trls_loss_and_gradients(tmp_path):
-    """cpu_step's loss head (float32, completion positions only) against TRL's own fused head
-    on the same batch, in float32 so that only the head differs: same loss, same LoRA grads."""
+def _fp32_trainer_on_one_batch(tmp_path, **lora):
+    """(trainer, batch): the CPU tier's recipe in float32 through TRL's own step, on the first batch
+    of 8 examples, with LoRA B set off zero so that A gets gradients too; `lora` replaces LoraSpec fields."""
     import dataclasses
 
     import torch
 
-    from latent_city import cpu_step, data
+    from latent_city import data
     from latent_city.config import ExperimentConfig
 
     cfg = ExperimentConfig.for_tier("cpu")
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bf16=False, fast_cpu_step=False))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bf16=False, fast_cpu_step=False),
+                              lora=dataclasses.replace(cfg.lora, **lora))
     m, tok, _ = model.load_base(cfg.model)
     ds = data.load_training_dataset(data.write_jsonl(finetune.training_set(cfg)[:8], tmp_path / "train.jsonl"))
     trainer = finetune.make_trainer(cfg, m, tok, ds, tmp_path, disable_tqdm=True)
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     trainer.model.train()
     torch.manual_seed(0)
-    for p in trainer.model.parameters():          # LoRA B starts at zero: give it values, so A gets gradients too
+    for p in trainer.model.parameters():
         if p.requires_grad:
             p.data.normal_(0, 0.02)
+    return trainer, batch
+
+
+def test_the_fast_cpu_step_computes_trls_loss_and_gradients(tmp_path):
+    """cpu_step's loss head (float32, completion positions only) against TRL's own fused head
+    on the same batch, in float32 so that only the head differs: same loss, same LoRA grads."""
+    import torch
+
+    from latent_city import cpu_step
+
+    trainer, batch = _fp32_trainer_on_one_batch(tmp_path)
 
     def loss_and_grads():
         trainer.model.zero_grad()
@@ -138,25 +150,9 @@ def test_a_batch_packed_as_one_prefix_tree_gives_the_same_loss_and_gradients(tmp
     """cpu_step with pack=True runs a batch's 8 examples as one prefix tree (their shared chat
     template computed once). In float32 and without LoRA dropout (whose masks are drawn per
     token, so packing changes them) the loss and every LoRA gradient equal the unpacked step's."""
-    import dataclasses
+    from latent_city import cpu_step
 
-    import torch
-
-    from latent_city import cpu_step, data
-    from latent_city.config import ExperimentConfig
-
-    cfg = ExperimentConfig.for_tier("cpu")
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bf16=False, fast_cpu_step=False),
-                              lora=dataclasses.replace(cfg.lora, dropout=0.0))
-    m, tok, _ = model.load_base(cfg.model)
-    ds = data.load_training_dataset(data.write_jsonl(finetune.training_set(cfg)[:8], tmp_path / "train.jsonl"))
-    trainer = finetune.make_trainer(cfg, m, tok, ds, tmp_path, disable_tqdm=True)
-    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
-    trainer.model.train()
-    torch.manual_seed(0)
-    for p in trainer.model.parameters():
-        if p.requires_grad:
-            p.data.normal_(0, 0.02)
+    trainer, batch = _fp32_trainer_on_one_batch(tmp_path, dropout=0.0)
 
     def loss_and_grads(pack):
         cpu_step.completion_only_head(trainer.model.get_base_model(), pack=pack)

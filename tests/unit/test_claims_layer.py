@@ -101,9 +101,11 @@ def test_the_measured_exceptions_name_known_claims_and_arms():
 
 
 def _record(outcomes: dict[tuple[str, str], str]) -> dict:
+    """Claims that do not hold; a failed or strictly xfailed one was declared to hold."""
     return {"model": "m", "provenance": {"precision": "fp32", "adapters": {}, "git": {"commit": "c"}},
             "claims": [{"key": k, "arms": [arm, ORIGINAL], "holds": False, "effect_name": "effect", "effect": 0.1,
-                        "effect_ci": [0.0, 0.2], "outcome": o} for (k, arm), o in outcomes.items()]}
+                        "effect_ci": [0.0, 0.2], "outcome": o, "declared": o in ("failed", "xfailed")}
+                       for (k, arm), o in outcomes.items()]}
 
 
 def test_the_expectations_command_replaces_only_the_arms_the_record_ran(tmp_path):
