@@ -230,8 +230,7 @@ class ExperimentConfig:
         `model` and `precision` replace the preset's (None keeps it; see `overrides_from_env`)."""
         if tier == "cpu":
             return cls(tier="cpu", model=model or "smollm2-135m", precision=precision or "fp32",
-                       train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True,
-                                                 pack_prefixes=True))
+                       train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True, pack_prefixes=True))
         if tier == "gpu":
             return cls(tier="gpu", model=model or "llama-3-8b-instruct", precision=precision or "8bit")
         raise ConfigError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")

@@ -198,6 +198,7 @@ def _train(cfg: ExperimentConfig, out: Path, **overrides) -> None:
     """Train into `out` (a temporary folder that the cache renames into place when done).
     Under a multi-process launch every process trains; only the main one writes `out`.
     `overrides` go to SFTConfig (tests of the GPU tier's path use max_steps)."""
+    import torch
     from transformers import set_seed
 
     set_seed(cfg.seeds.train)
@@ -224,7 +225,7 @@ def _train(cfg: ExperimentConfig, out: Path, **overrides) -> None:
         "base_fingerprint_before": before, "base_fingerprint_after": base_fingerprint(trainer.model),
         "n_examples": len(dataset), "device": str(trainer.model.device), "step_changes": trainer.step_changes,
         "processes": world_size(), "per_device_batch": per_device_batch(cfg), "precision": cfg.precision,
-        "threads": __import__("torch").get_num_threads(),
+        "threads": torch.get_num_threads(),
         "entry_format": ENTRY_FORMAT,
     }, indent=1))
 
@@ -274,9 +275,9 @@ def train_workers(n_arms: int) -> int:
     machine without CUDA one per core (at most one per arm), each computing with one thread.
 
     A LoRA step of the 135M model uses two threads poorly: on the project's 2-core CPUs one
-    process with 2 threads takes 0.74 s a step, one with 1 thread 1.08 s, and two 1-thread
-    processes side by side 1.08 s each (reports/benchmarks/train.md), so two arms at a time
-    train about 1.4x as many adapters an hour. On CUDA arms train one after another in this
+    process with 2 threads takes 0.68 s a packed step, one with 1 thread 1.05 s, and two 1-thread
+    processes side by side 1.10 s each (reports/benchmarks/train.md), so two arms at a time
+    train about 1.24x as many adapters an hour as one 2-thread process. On CUDA arms train one after another in this
     process (or as separate workers: README, "Training arms side by side")."""
     import torch
 

@@ -58,7 +58,7 @@ class Lab:
         before the evaluation model is loaded: a training loads a base of its own, and beside the
         evaluation model that is two bases in memory (about 20 GB for the 8B model in 8-bit)."""
         names = list(dict.fromkeys([MAIN, *names]))
-        missing = [n for n in names if n not in self.adapters and n in self.needs_training([n])]
+        missing = [n for n in self.needs_training(names) if n not in self.adapters]
         workers = finetune.train_workers(len(missing))
         if workers > 1:
             self._train_side_by_side(missing, workers)
@@ -68,18 +68,19 @@ class Lab:
     def _train_side_by_side(self, names: list[str], workers: int) -> None:
         """Train the adapters of `names` in `workers` processes at once (finetune.train_side_by_side)."""
         start = last = time.time()
+        finished = 0
         self.log(f"latent_city: training {len(names)} adapters, {workers} at a time in separate processes")
 
         def done(i, ad):
-            nonlocal last
-            now = time.time()
+            nonlocal last, finished
+            now, finished = time.time(), finished + 1
             name = names[i]
             self.adapters[name] = ad
             self.train_seconds[name] = round(ad.train_seconds, 1)
             if self.progress is not None:
                 self.progress.finished("train", name, now - last)   # the wall time this arm added
             last = now
-            self.log(f"latent_city: adapter {len(self.adapters)}/{len(names)} {name}: trained in "
+            self.log(f"latent_city: adapter {finished}/{len(names)} {name}: trained in "
                      f"{ad.train_seconds:.0f} s in a worker process ({ad.key})")
 
         with self.stage(f"train {len(names)} adapters, {workers} processes"):
