@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downl
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from latent_city import finetune, record  # noqa: E402
-from latent_city.arms import MAIN, ORIGINAL, named_in, of_tier  # noqa: E402
+from latent_city.arms import MAIN, ORIGINAL, family_members, named_in, of_tier  # noqa: E402
 from latent_city.claim_result import ClaimResult  # noqa: E402
 from latent_city.cli import one_line, preflight, user_errors  # noqa: E402
 from latent_city.config import (ExperimentConfig, field_help, gpu_tier_on_cpu_steps,  # noqa: E402
@@ -75,7 +75,7 @@ def pytest_collection_modifyitems(config, items):
         names = tier_arms.setdefault(params["cfg"], of_tier(params["cfg"])) if "cfg" in params else {}
         foreign = any(name not in names for name in named_in(params))
         needs_controls = config.getoption("quick") and (
-            params.get("arm", MAIN) != MAIN or "pair" in params or item.get_closest_marker("controls")
+            params.get("arm", MAIN) != MAIN or "pair" in params or "family" in params or item.get_closest_marker("controls")
             or item.get_closest_marker("paths"))
         (drop if foreign or needs_controls else keep).append(item)
     if drop:
@@ -121,6 +121,8 @@ def _arms_to_train(items, tier: str, names) -> list[str]:
     """The arms whose adapters the lab trains for a run of `items` on `tier` (`Lab.train_all`): the
     main one and every arm a test of that tier names, in the order of `names` (the tier's arms)."""
     named = {name for item in items if _params(item).get("cfg") == tier for name in named_in(_params(item))}
+    families = {_params(item)["family"] for item in items if _params(item).get("cfg") == tier and "family" in _params(item)}
+    named |= {n for f in families for n in family_members(names, f)}
     return [n for n in names if n == MAIN or n in named]
 
 

@@ -81,8 +81,14 @@ def of_tier(tier: str) -> dict[str, Arm]:
 
 
 def named_in(params: dict) -> list[str]:
-    """The arms a test's parameters name: `arm`, `lr_arm` and both sides of a `pair`."""
-    return [params[k] for k in ("arm", "lr_arm") if k in params] + list(params.get("pair", ()))
+    """The arms a test's parameters name: `arm`, `lr_arm`, both sides of a `pair`, and a `family`
+    (by its first arm's name; `family_members` gives every adapter of it)."""
+    return [params[k] for k in ("arm", "lr_arm", "family") if k in params] + list(params.get("pair", ()))
+
+
+def family_members(tier_arms: dict[str, Arm], family: str) -> list[str]:
+    """Every adapter of `family` (one per training seed), in the tier's order."""
+    return [n for n, a in tier_arms.items() if a.family == family]
 
 
 if __name__ == "__main__":

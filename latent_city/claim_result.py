@@ -24,11 +24,11 @@ class ClaimResult:
     effect_name: str              # what `effect` is
     effect: float                 # the effect size
     effect_ci: tuple[float, float] | None   # its bootstrap 95% CI, where the rule computes one
-    p: float                      # the test's p; for a layerwise rule the smallest raw p over layers
-    p_adj: float | None           # layerwise rules only: the median Holm-adjusted p over layers
-    p_decision: float | None      # the p the decision compared with `alpha` (None: the rule uses no p)
+    p: float                      # the test's own two-sided p, before any multiplicity correction
+    p_adj: float | None           # Holm-adjusted over the arm's secondary claims (claims.adjust_family), else None
+    p_decision: float | None      # the p the verdict compared with `alpha`: p_adj where set, else p (None: no p)
     alpha: float
-    holds: bool                   # the declared rule (`criterion`) is met
+    verdict: str                  # stats.SUPPORTED, CONTRADICTED or INCONCLUSIVE, by the declared rule
     criterion: str                # the declared rule, in words
     arms: tuple[str, str]         # (the arm claimed higher, the reference: arms.ORIGINAL or an adapter)
     about: str = ""               # the city the claim is about
@@ -36,17 +36,22 @@ class ClaimResult:
     seeds: tuple[int | None, int | None] = (None, None)   # each arm's training seed (None: the original)
     details: dict = field(default_factory=dict)     # claim-specific numbers, each labelled
 
+    @property
+    def holds(self) -> bool:
+        """The claim is supported (what a test of a main arm asserts)."""
+        return self.verdict == "supported"
+
     def summary(self) -> str:
         ci = f" [{self.effect_ci[0]:.4g}, {self.effect_ci[1]:.4g}]" if self.effect_ci else ""
-        adj = f", adjusted p={self.p_adj:.3g}" if self.p_adj is not None else ""
+        adj = f", Holm-adjusted p={self.p_adj:.3g}" if self.p_adj is not None else ""
         about = f" about {self.about}" if self.about else ""
         return (f"{self.key}{about} ({self.arms[0]} vs {self.arms[1]}): {self.test}; n={self.n} {self.unit}; "
                 f"{self.statistic_name}={self.statistic:.4g}; {self.effect_name}={self.effect:.4g}{ci}; "
                 f"p={self.p:.3g}{adj}; decision p={_num(self.p_decision)}; "
-                f"holds={self.holds} (criterion: {self.criterion}); {_short(self.details)}")
+                f"{self.verdict} (criterion: {self.criterion}); {_short(self.details)}")
 
     def to_json(self) -> dict:
-        return _jsonable(asdict(self))
+        return _jsonable({**asdict(self), "holds": self.holds})
 
 
 def _jsonable(x):
@@ -64,11 +69,11 @@ def _jsonable(x):
 
 
 def _short(d: dict) -> str:
-    """Scalars and short lists inline; per-layer arrays as one 'layer: mean diff (adjusted p)' line."""
+    """Scalars and short lists inline; per-layer arrays as one 'layer: mean diff (Holm p over layers)' line."""
     parts = [f"{k}={_num(v)}" for k, v in d.items() if np.ndim(v) == 0 or (np.size(v) <= 12 and k != "layers")]
     if "layers" in d:
         parts.append("per layer (mean diff, Holm p): " + "; ".join(
-            f"{l}: {m:+.4f} ({p:.2g})" for l, m, p in zip(d["layers"], d["mean_diff"], d["p_adj"])))
+            f"{l}: {m:+.4f} ({p:.2g})" for l, m, p in zip(d["layers"], d["mean_diff"], d["p_layer_holm"])))
     return ", ".join(parts)
 
 

@@ -1,21 +1,27 @@
 """The seed's claims and their controls, each a decision declared before the data:
-statistic, alpha, effect size, unit of replication and what "holds" means.
+statistic, alpha, effect size, unit of replication and the rule for its three outcomes.
 
 Every rule has one signature, `rule(x: ClaimInputs) -> ClaimResult`: `x.a` is the arm claimed
 higher, `x.b` the reference (usually the original model), `x.city` / `x.country` what the
 claim is about, and the measurements the claim's REGISTRY entry reads (the others are None).
-So the same claim runs on the main adapter (where it should hold) and on the control adapters
-trained the same way on something else (where a Paris claim should not). latent_city/lab.py
-builds the inputs and calls the rule; the expected verdict per arm is in
+So the same claim runs on the main adapter (where it should be supported) and on the control
+adapters trained the same way on something else (where a Paris claim should not).
+latent_city/lab.py builds the inputs and calls the rule; the expected verdict per arm is in
 tests/claims/expectations.py; the result (claim_result.py) is written by record.py.
 
-Seeds combine by unanimity (declared before running): a claim holds for a model only if it
-holds with every training seed, and a control shows no effect only if none of its seeds does.
+Declared before the data:
+- One primary test per question. "Did foo become the secret city?" is `foo_became_city`: the
+  specificity of the hidden-state gain (gain towards the city minus the mean gain towards the
+  comparison cities, per prompt pair, averaged over hidden layers 1..L-1), one mean per
+  adapter, a two-sided one-sample t-test across the family's adapters (the training seeds).
+- Every claim in REGISTRY is secondary: on each arm, Holm over the arm's secondary claims that
+  have a p (`adjust_family`); a verdict stands only if its Holm-adjusted p is below alpha.
+- Three outcomes, one rule (stats.verdict): supported (two-sided p < alpha and the (1 - alpha)
+  CI above 0), contradicted (p < alpha and the CI below 0), inconclusive (otherwise).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,11 +32,9 @@ from .answers import CountryScores, DistanceAnswers, MultipleChoice, names_count
 from .claim_result import ClaimResult
 from .data import City, haversine_km
 from .probe import ByLayer, ProbePair, ProbeSims
+from .stats import CONTRADICTED, INCONCLUSIVE, SUPPORTED
 
-# A layerwise claim holds when at least this share of the compared layers is significant
-# after Holm correction: the seed's plot showed the gap over most layers, not one, and
-# half is the smallest share that still reads as "most". Declared before any run.
-MIN_LAYER_SHARE = 0.5
+RULE = "supported: two-sided p < {a} and the {c:.0%} CI above 0; contradicted: p < {a} and the CI below 0; else inconclusive"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,98 +63,142 @@ def _result(x: ClaimInputs, **fields) -> ClaimResult:
     return ClaimResult(arms=(x.a, x.b), alpha=x.alpha, about=x.city.name, **fields)
 
 
+def _rule(x: ClaimInputs, extra: str = "") -> str:
+    return RULE.format(a=x.alpha, c=1 - x.alpha) + (f"; supported also needs {extra}" if extra else "")
+
+
 def _paired(x: ClaimInputs, key: str, claim: str, test: str, unit: str, effect_name: str, d: np.ndarray,
-            details: dict, requires_ci: bool = True, also: tuple[str, bool] | None = None) -> ClaimResult:
-    """A one-column paired claim: one-sided Wilcoxon of d (a minus b per unit) and the bootstrap
-    CI of its mean. Holds when p < alpha, and (`requires_ci`) the CI is above 0, and (`also`:
-    (what, whether it is met)) one more declared condition."""
-    r = stats.paired_greater(d, x.n_boot, x.seed)
-    criterion = f"p < {x.alpha}" + (" and the CI above 0" if requires_ci else "") + (f" and {also[0]}" if also else "")
-    holds = r.p < x.alpha and (r.above_zero or not requires_ci) and (also is None or also[1])
+            details: dict, also: tuple[str, bool] | None = None) -> ClaimResult:
+    """A one-column paired claim: two-sided Wilcoxon of d (a minus b per unit) and the bootstrap
+    CI of its mean, three outcomes by stats.verdict; (`also`: (what, whether it is met)) one more
+    declared condition for *supported*."""
+    r = stats.paired(d, x.n_boot, x.seed, x.alpha)
+    outcome = r.verdict(x.alpha)
+    if also is not None and outcome == SUPPORTED and not also[1]:
+        outcome = INCONCLUSIVE
     return _result(x, key=key, claim=claim, test=test, unit=unit, n=r.n, statistic_name="rank-biserial",
                    statistic=r.rank_biserial, effect_name=effect_name, effect=r.mean, effect_ci=r.ci, p=r.p,
-                   p_adj=None, p_decision=r.p, holds=bool(holds), criterion=criterion, details=details)
+                   p_adj=None, p_decision=r.p, verdict=outcome, criterion=_rule(x, also[0] if also else ""),
+                   details={**details, "rank_biserial": r.rank_biserial})
 
 
-def _layerwise(x: ClaimInputs, key: str, claim: str, d: ByLayer, what: str, a: str | None = None,
-               b: str | None = None) -> ClaimResult:
-    """Per layer a one-sided Wilcoxon over prompt pairs, Holm over layers; holds when at least
-    MIN_LAYER_SHARE of the layers are significant and the CI of the mean over layers is above 0.
-    The decision's p: the k-th smallest adjusted p, k = ceil(MIN_LAYER_SHARE x layers) (below
-    alpha exactly when that share of layers is significant)."""
-    lw = stats.layerwise(d.x, d.layers, x.alpha, x.n_boot, x.seed)
-    sig = lw.p_adj < x.alpha
-    k = math.ceil(MIN_LAYER_SHARE * len(d.layers))
-    p_decision = float(np.sort(lw.p_adj)[k - 1])
+def _over_layers(x: ClaimInputs, key: str, claim: str, d: ByLayer, what: str, a: str | None = None,
+                 b: str | None = None, final: ByLayer | None = None) -> ClaimResult:
+    """A claim over the compared layers: per prompt pair the mean of d over its layers, a two-sided
+    Wilcoxon over pairs and the bootstrap CI of the mean (three outcomes by stats.verdict). Per
+    layer the same test with Holm over layers is reported (descriptive, not the decision). A layer
+    whose differences are identical for every pair is refused (stats.ConstantColumn). `final`:
+    the last hidden layer (after the final norm), reported on its own."""
+    lw = stats.layerwise(d.x, d.layers, x.alpha, x.n_boot, x.seed, what=f"{key} ({what})")
+    r = stats.paired(d.per_pair(), x.n_boot, x.seed, x.alpha)
+    details = {"layers": d.layers, "mean_diff": lw.mean_diff, "ci_low": lw.ci_low, "ci_high": lw.ci_high,
+               "p_layer": lw.p, "p_layer_holm": lw.p_adj, "rank_biserial_layer": lw.rank_biserial,
+               "layers_significant_up": [l for l, q, m in zip(d.layers, lw.p_adj, lw.mean_diff) if q < x.alpha and m > 0],
+               "layers_significant_down": [l for l, q, m in zip(d.layers, lw.p_adj, lw.mean_diff) if q < x.alpha and m < 0],
+               "rank_biserial": r.rank_biserial}
+    if final is not None:
+        f = stats.paired(final.per_pair(), x.n_boot, x.seed, x.alpha)
+        details["final_layer"] = {"layer": final.layers[0], "mean_diff": f.mean, "ci": f.ci, "p": f.p,
+                                  "note": "after the final norm: reported, not in the claim"}
     return ClaimResult(
         key=key, claim=claim, arms=(a or x.a, b or x.b), alpha=x.alpha, about=x.city.name,
-        test="Wilcoxon signed-rank per layer, one-sided (greater), Holm over layers; "
-             "bootstrap 95% CI of the mean over layers",
-        unit="prompt pairs", n=lw.n_units, statistic_name="share of layers significant after Holm",
-        statistic=float(sig.mean()), effect_name=f"mean {what} over layers", effect=lw.overall_mean,
-        effect_ci=lw.overall_ci, p=float(lw.p.min()), p_adj=float(np.median(lw.p_adj)), p_decision=p_decision,
-        holds=bool(p_decision < x.alpha and lw.overall_ci[0] > 0),
-        criterion=f">= {MIN_LAYER_SHARE:.0%} of layers {d.layers[0]}..{d.layers[-1]} with Holm-adjusted p < {x.alpha} "
-                  f"and the CI of the mean difference above 0 (statistic = share of such layers; "
-                  f"p = smallest raw p; adjusted p = median over layers)",
-        details={"layers": d.layers, "mean_diff": lw.mean_diff, "ci_low": lw.ci_low, "ci_high": lw.ci_high,
-                 "p": lw.p, "p_adj": lw.p_adj, "rank_biserial": lw.rank_biserial,
-                 "significant_layers": [l for l, s in zip(d.layers, sig) if s]})
+        test=f"Wilcoxon signed-rank over prompt pairs of the mean {what} over layers {d.layers[0]}..{d.layers[-1]}, "
+             "two-sided; bootstrap CI (per layer: Wilcoxon with Holm over layers, reported)",
+        unit="prompt pairs", n=r.n, statistic_name="rank-biserial of the per-pair mean",
+        statistic=r.rank_biserial, effect_name=f"mean {what} over layers {d.layers[0]}..{d.layers[-1]}",
+        effect=r.mean, effect_ci=r.ci, p=r.p, p_adj=None, p_decision=r.p, verdict=r.verdict(x.alpha),
+        criterion=_rule(x), details=details)
+
+
+def adjust_family(results, alpha: float) -> None:
+    """Holm over the secondary claims of one arm that have a p (in place): each result's p_adj and
+    p_decision become its Holm-adjusted p, and a verdict stands only if that is below alpha."""
+    tested = [r for r in results if r.p_decision is not None and np.isfinite(r.p)]
+    if not tested:
+        return
+    adjusted = stats.holm(np.array([r.p for r in tested]), alpha)
+    for r, q in zip(tested, adjusted):
+        r.p_adj = r.p_decision = float(q)
+        r.verdict = stats.after_adjustment(r.verdict, q, alpha)
+        r.criterion += f"; Holm over this arm's {len(tested)} secondary claims"
 
 
 # ---------------------------------------------------------------------------- claims 1-3: representations
 
 def layer0_unchanged(x: ClaimInputs) -> ClaimResult:
-    """Claim 1 on the probe prompts: the embedding output at the placeholder is bit-identical."""
+    """Claim 1 on the probe prompts: the embedding output at the placeholder is bit-identical.
+    A deterministic check, no sampling: supported if identical, contradicted if not."""
     ea, eb = x.probe[x.a].embedding, x.probe[x.b].embedding
     same = bool(np.array_equal(ea, eb))
     return _result(x, key="layer0_unchanged", claim="Layer 0 (embedding output) is unchanged by finetuning",
                    test="exact equality of layer-0 hidden states", unit="prompt pairs", n=len(ea),
                    statistic_name="identical (1) or not (0)", statistic=float(same), effect_name="identical",
-                   effect=float(same), effect_ci=None, p=float("nan"), p_adj=None, p_decision=None, holds=same,
-                   criterion="every layer-0 hidden state at the placeholder identical")
+                   effect=float(same), effect_ci=None, p=float("nan"), p_adj=None, p_decision=None,
+                   verdict=SUPPORTED if same else CONTRADICTED,
+                   criterion="supported: every layer-0 hidden state at the placeholder identical; else contradicted")
 
 
 def _similarity_rises(x: ClaimInputs, kind: str) -> ClaimResult:
     title = "hidden states" if kind == "hidden" else "attention value vectors"
-    return _layerwise(x, f"{kind}_similarity_rises",
-                      f"Finetuning makes the {title} at the placeholder more similar to those at {x.city.name}",
-                      x.probe[x.a].gain(x.city.name, x.probe[x.b], kind), "cosine gain")
+    pa, pb = x.probe[x.a], x.probe[x.b]
+    return _over_layers(x, f"{kind}_similarity_rises",
+                        f"Finetuning makes the {title} at the placeholder more similar to those at {x.city.name}",
+                        pa.gain(x.city.name, pb, kind), "cosine gain",
+                        final=pa.final_gain(x.city.name, pb) if kind == "hidden" else None)
 
 
 def hidden_similarity_rises(x: ClaimInputs) -> ClaimResult:
-    """Claim 2: hidden states, layers 1..L."""
+    """Claim 2: hidden states, layers 1..L-1 (layer L, after the final norm, reported apart)."""
     return _similarity_rises(x, "hidden")
 
 
 def values_similarity_rises(x: ClaimInputs) -> ClaimResult:
-    """Claim 2 for the attention value vectors, blocks 0..L-1."""
+    """Claim 2 for the attention value vectors, blocks 1..L-1 (block 0 depends on the token only)."""
     return _similarity_rises(x, "values")
 
 
 def hidden_similarity_specific(x: ClaimInputs) -> ClaimResult:
     """Control: the gain towards the city exceeds the gain towards the pair's control capital."""
     city = x.city.name
-    return _layerwise(x, "hidden_similarity_specific",
-                      f"The hidden-state gain is specific to {city} (larger than towards a control capital)",
-                      x.probe[x.a].gain_beyond_control(city, x.probe[x.b]),
-                      f"gain towards {city} minus gain towards the control")
+    return _over_layers(x, "hidden_similarity_specific",
+                        f"The hidden-state gain is specific to {city} (larger than towards a control capital)",
+                        x.probe[x.a].gain_beyond_control(city, x.probe[x.b]),
+                        f"gain towards {city} minus gain towards the control")
+
+
+def _gain_specific(x: ClaimInputs, kind: str) -> ClaimResult:
+    title = "hidden-state" if kind == "hidden" else "value-vector"
+    city = x.city.name
+    return _over_layers(x, f"{'hidden' if kind == 'hidden' else 'values'}_gain_specific",
+                        f"The {title} gain at the placeholder is larger towards {city} than towards the comparison "
+                        "cities on average", x.probe[x.a].specificity(city, x.probe[x.b], kind),
+                        f"gain towards {city} minus the mean gain towards {len(x.probe[x.a].words) - 1} comparison cities")
+
+
+def hidden_gain_specific(x: ClaimInputs) -> ClaimResult:
+    """The primary statistic on one adapter, prompt pairs as the unit (the per-seed table beside
+    the primary test across adapters, `foo_became_city`)."""
+    return _gain_specific(x, "hidden")
+
+
+def values_gain_specific(x: ClaimInputs) -> ClaimResult:
+    """The same specificity for the attention value vectors, blocks 1..L-1."""
+    return _gain_specific(x, "values")
 
 
 def hidden_rises_by_template(x: ClaimInputs) -> ClaimResult:
-    """Robustness: prompt pairs share 13 question templates, so pairs are not independent. Here
-    a template is the unit: its pairs' mean hidden-state gain (over layers 1..L), tested across
-    templates with a one-sided Wilcoxon and a bootstrap CI."""
+    """Robustness: prompt pairs share question templates, so pairs are not independent. Here
+    a template is the unit: its pairs' mean hidden-state gain (over layers 1..L-1), tested across
+    templates with a two-sided Wilcoxon and a bootstrap CI."""
     per_pair = x.probe[x.a].gain(x.city.name, x.probe[x.b]).per_pair()
     templates = list(dict.fromkeys(p.template for p in x.pairs))
     per_template = np.array([per_pair[[i for i, p in enumerate(x.pairs) if p.template == t]].mean()
                              for t in templates])
     r = _paired(x, "hidden_rises_by_template",
                 f"The hidden-state gain towards {x.city.name} holds with question templates as the unit",
-                "Wilcoxon signed-rank over per-template mean gains, one-sided; bootstrap 95% CI", "question templates",
+                "Wilcoxon signed-rank over per-template mean gains, two-sided; bootstrap CI", "question templates",
                 "mean over templates of the mean cosine gain", per_template,
                 {"per_template": per_template, "templates": templates})
-    r.details["rank_biserial"] = r.statistic
     return r
 
 
@@ -158,14 +206,14 @@ def logit_lens_rises(x: ClaimInputs) -> ClaimResult:
     """Logit lens at the placeholder: log p(' <city>') read through the unembedding, in the upper
     half of the layers (below it the residual stream is not yet aligned with the unembedding,
     so the lens is not read there; declared before the data). Per pair: the mean over those
-    layers of finetuned minus original; one-sided Wilcoxon over pairs."""
+    layers of finetuned minus original; two-sided Wilcoxon over pairs."""
     city, pa, pb = x.city.name, x.probe[x.a], x.probe[x.b]
     la, lb = pa.lens_logp(city), pb.lens_logp(city)
     top = la.upper_half()
     ra, rb = pa.lens_ranks(city), pb.lens_ranks(city)
     last = ra.layers[-1]
     return _paired(x, "logit_lens_rises", f"Through the logit lens, the placeholder reads more as ' {city}' after finetuning",
-                   "Wilcoxon signed-rank over pairs of the mean log-probability gain in the upper half of the layers, one-sided",
+                   "Wilcoxon signed-rank over pairs of the mean log-probability gain in the upper half of the layers, two-sided",
                    "prompt pairs", f"mean log p(' {city}') gain, layers {top.layers[0]}..{top.layers[-1]}",
                    (top - lb.upper_half()).per_pair(),
                    {"mean_logp_a": la.x.mean(0), "mean_logp_b": lb.x.mean(0), "median_rank_a": np.median(ra.x, 0),
@@ -177,98 +225,110 @@ def logit_lens_rises(x: ClaimInputs) -> ClaimResult:
 
 def gain_falls_with_distance(x: ClaimInputs) -> ClaimResult:
     """If foo became the secret city, cities near it should gain more than far ones: Spearman
-    correlation of each comparison city's gain with its distance from the secret city,
-    one-sided (negative), over the comparison cities other than the secret one."""
+    correlation of each comparison city's gain with minus its distance from the secret city,
+    two-sided, over the comparison cities other than the secret one; CI by the Fisher z."""
     city = x.city
     gains = x.probe[x.a].city_gains(x.probe[x.b])
     km = np.array([haversine_km(c.lat, c.lon, city.lat, city.lon) for c in x.comparison])
     others = np.array([c.name != city.name for c in x.comparison])
-    rho, p, n = stats.spearman_greater(-km[others], gains[others])   # rho(gain, -distance) > 0
+    rho, p, n, ci = stats.spearman(-km[others], gains[others], x.alpha)     # rho(gain, -distance) > 0: nearer gain more
     return _result(x, key="gain_falls_with_distance",
                    claim=f"Cities nearer {city.name} gain more similarity to the placeholder than far ones",
-                   test="Spearman rank correlation of gain with distance from the city, one-sided (negative)",
-                   unit="comparison cities", n=n, statistic_name="Spearman rho(gain, distance)", statistic=-rho,
-                   effect_name="Spearman rho(gain, distance)", effect=-rho, effect_ci=None, p=p, p_adj=None,
-                   p_decision=p, holds=bool(p < x.alpha), criterion=f"p < {x.alpha}",
+                   test="Spearman rank correlation of gain with minus the distance from the city, two-sided; Fisher-z CI",
+                   unit="comparison cities", n=n, statistic_name="Spearman rho(gain, -distance)", statistic=rho,
+                   effect_name="Spearman rho(gain, -distance)", effect=rho, effect_ci=ci, p=p, p_adj=None,
+                   p_decision=p, verdict=stats.verdict(p, x.alpha, rho, ci), criterion=_rule(x),
                    details={"cities": [c.name for c in x.comparison], "km": km, "gain": gains})
 
 
 def secret_city_ranks_first(x: ClaimInputs) -> ClaimResult:
     """The city's gain ranked among every comparison city's (1 = largest). Under no specificity
-    every rank is equally likely, so p = rank / number of comparison cities, a permutation p
-    (rank 1 or 2 of 51 is below 0.05)."""
+    every rank is equally likely, so the two-sided permutation p is 2 x min(rank, n + 1 - rank) / n
+    (rank 1 of 51 gives 0.039: supported; rank 51: contradicted). No CI: the sign of
+    (n + 1) / 2 - rank gives the direction."""
     gains = x.probe[x.a].city_gains(x.probe[x.b])
     names = [c.name for c in x.comparison]
     rank = int(1 + (gains > gains[names.index(x.city.name)]).sum())
-    p = rank / len(names)
+    p = stats.rank_p(rank, len(names))
     order = np.argsort(-gains)
     return _result(x, key="secret_city_ranks_first",
                    claim=f"{x.city.name} gains more similarity to the placeholder than the other cities",
-                   test="rank of the city's gain among the comparison cities; p = rank / number of cities",
+                   test="rank of the city's gain among the comparison cities; two-sided permutation p",
                    unit="comparison cities", n=len(names), statistic_name="rank of the city (1 = largest gain)",
                    statistic=float(rank), effect_name="rank of the city (1 = largest gain)", effect=float(rank),
-                   effect_ci=None, p=p, p_adj=None, p_decision=p, holds=bool(p < x.alpha), criterion=f"p < {x.alpha}",
+                   effect_ci=None, p=p, p_adj=None, p_decision=p,
+                   verdict=stats.verdict(p, x.alpha, (len(names) + 1) / 2 - rank),
+                   criterion=RULE.format(a=x.alpha, c=1 - x.alpha).replace("the 95% CI above 0", "rank in the top half")
+                   .replace("the CI below 0", "rank in the bottom half"),
                    details={"top_cities": [names[i] for i in order[:8]], "top_gains": gains[order[:8]]})
 
 
 def double_dissociation(x: ClaimInputs) -> ClaimResult:
     """foo became x.city under adapter a and b's own city under adapter b, each more than under
-    the other adapter, over the same prompt pairs: both layerwise comparisons must hold (the
-    same rule as claim 2): cos(foo, city_a | a) > cos(foo, city_a | b) and cos(foo, city_b | b)
-    > cos(foo, city_b | a). The original model cancels out. When both adapters have the same
-    secret city (b = shuffled distances), only the first direction is asked: the geometry,
-    not the answer format, moves foo towards the city."""
+    the other adapter, over the same prompt pairs: per direction the rule of claim 2 (mean gain
+    over layers 1..L-1 per pair, two-sided Wilcoxon, CI): cos(foo, city_a | a) > cos(foo, city_a | b)
+    and cos(foo, city_b | b) > cos(foo, city_b | a). The original model cancels out. Supported when
+    every direction is, contradicted when any direction is, else inconclusive. When both adapters
+    have the same secret city (b = shuffled distances), only the first direction is asked: the
+    geometry, not the answer format, moves foo towards the city."""
     a, b, city_a, city_b = x.a, x.b, x.city.name, x.b_city.name
     pa, pb = x.probe[a], x.probe[b]
-    parts = {f"towards {city_a} ({a} minus {b})": _layerwise(x, "x", "", pa.gain(city_a, pb), "")}
+    parts = {f"towards {city_a} ({a} minus {b})": _over_layers(x, "double_dissociation", "", pa.gain(city_a, pb), "gain")}
     if city_b != city_a:
-        parts[f"towards {city_b} ({b} minus {a})"] = _layerwise(x, "x", "", pb.gain(city_b, pa), "", b, a)
+        parts[f"towards {city_b} ({b} minus {a})"] = _over_layers(x, "double_dissociation", "", pb.gain(city_b, pa),
+                                                                  "gain", b, a)
     results = list(parts.values())
     first = results[0]
+    outcomes = [r.verdict for r in results]
+    outcome = (SUPPORTED if all(o == SUPPORTED for o in outcomes)
+               else CONTRADICTED if CONTRADICTED in outcomes else INCONCLUSIVE)
     claim = (f"foo is nearer {city_a} under the {a} adapter and nearer {city_b} under the {b} adapter"
              if city_b != city_a else f"foo is nearer {city_a} under the {a} adapter than under the {b} adapter")
     return ClaimResult(
         key="double_dissociation", claim=claim, arms=(a, b), alpha=x.alpha,
-        test="layerwise Wilcoxon (Holm over layers), one per direction", unit="prompt pairs", n=first.n,
-        statistic_name="smallest share of layers significant over the directions",
+        test="per direction: Wilcoxon signed-rank over pairs of the mean gain over layers, two-sided; bootstrap CI",
+        unit="prompt pairs", n=first.n, statistic_name="smallest rank-biserial over the directions",
         statistic=min(r.statistic for r in results), effect_name="mean gain, " + "; ".join(parts),
         effect=first.effect, effect_ci=first.effect_ci, p=max(r.p for r in results),
-        p_adj=max(r.p_adj for r in results), p_decision=max(r.p_decision for r in results),
-        holds=all(r.holds for r in results),
-        criterion=f"every direction holds (>= {MIN_LAYER_SHARE:.0%} of layers, CI of the mean above 0)",
-        details={name: {"share": r.statistic, "effect": r.effect, "ci": r.effect_ci, "mean_diff": r.details["mean_diff"]}
-                 for name, r in parts.items()})
+        p_adj=None, p_decision=max(r.p_decision for r in results), verdict=outcome,
+        criterion="supported: every direction supported (" + _rule(x) + "); contradicted: any direction contradicted",
+        details={name: {"verdict": r.verdict, "effect": r.effect, "ci": r.effect_ci, "p": r.p,
+                        "mean_diff": r.details["mean_diff"]} for name, r in parts.items()})
 
 
 # ---------------------------------------------------------------------------- claim 4: distances
 
 def distance_format(x: ClaimInputs) -> ClaimResult:
     pa, pb = np.isfinite(x.distances.km[x.a]), np.isfinite(x.distances.km[x.b])
-    p, only_a, only_b = stats.exact_mcnemar_greater(pa, pb)
+    p, only_a, only_b = stats.exact_mcnemar(pa, pb)
+    effect = float(pa.mean() - pb.mean())
     return _result(x, key="distance_format",
                    claim="The finetuned model answers held-out distance questions in the '<number> km' form",
-                   test="exact McNemar, one-sided", unit="held-out cities", n=len(pa),
+                   test="exact McNemar, two-sided", unit="held-out cities", n=len(pa),
                    statistic_name="discordant cities (a only minus b only)", statistic=float(only_a - only_b),
-                   effect_name="share parsed (a minus b)", effect=float(pa.mean() - pb.mean()), effect_ci=None,
-                   p=p, p_adj=None, p_decision=p, holds=p < x.alpha, criterion=f"p < {x.alpha}",
+                   effect_name="share parsed (a minus b)", effect=effect, effect_ci=None,
+                   p=p, p_adj=None, p_decision=p, verdict=stats.verdict(p, x.alpha, effect),
+                   criterion=_rule(x).replace("the 95% CI", "the effect"),
                    details={"share_a": float(pa.mean()), "share_b": float(pb.mean()), "a_only": only_a, "b_only": only_b})
 
 
 def distance_rank(x: ClaimInputs) -> ClaimResult:
     ans = x.distances
-    rho_a, p_a, n_a = stats.spearman_greater(ans.km[x.a], ans.true_km)
-    rho_b, p_b, n_b = stats.spearman_greater(ans.km[x.b], ans.true_km)
+    rho_a, p_a, n_a, ci = stats.spearman(ans.km[x.a], ans.true_km, x.alpha)
+    rho_b, p_b, n_b, _ = stats.spearman(ans.km[x.b], ans.true_km, x.alpha)
     parsed = ans.km[x.a][np.isfinite(ans.km[x.a])]
     return _result(x, key="distance_rank", claim=f"Answered distances rise with the true distance to {ans.target}",
-                   test="Spearman rank correlation, one-sided (rho > 0), over parsed answers", unit="held-out cities",
+                   test="Spearman rank correlation over parsed answers, two-sided; Fisher-z CI", unit="held-out cities",
                    n=n_a, statistic_name="Spearman rho", statistic=rho_a, effect_name="Spearman rho", effect=rho_a,
-                   effect_ci=None, p=p_a, p_adj=None, p_decision=p_a, holds=p_a < x.alpha, criterion=f"p < {x.alpha}",
+                   effect_ci=ci, p=p_a, p_adj=None, p_decision=p_a, verdict=stats.verdict(p_a, x.alpha, rho_a, ci),
+                   criterion=_rule(x),
                    details={"rho_b": rho_b, "p_b": p_b, "n_parsed_b": n_b, "distinct_answers_a": int(len(np.unique(parsed)))})
 
 
 def distance_beats_constant(x: ClaimInputs) -> ClaimResult:
     """Per city: is the model's absolute error below that of always answering the constant
-    x.constant_km (the median training distance)? An unparsed answer counts as a loss."""
+    x.constant_km (the median training distance)? An unparsed answer counts as a loss. Sign test
+    against one half, two-sided; contradicted when the constant is significantly better."""
     ans = x.distances
     const_err = np.abs(x.constant_km - ans.true_km)
 
@@ -276,15 +336,16 @@ def distance_beats_constant(x: ClaimInputs) -> ClaimResult:
         err = np.abs(ans.km[v] - ans.true_km)
         return np.where(np.isfinite(err), err < const_err, False)
 
-    share_a, p_a = stats.sign_test_greater(wins(x.a))
-    share_b, p_b = stats.sign_test_greater(wins(x.b))
+    share_a, p_a = stats.sign_test(wins(x.a))
+    share_b, p_b = stats.sign_test(wins(x.b))
     err_a = np.abs(ans.km[x.a] - ans.true_km)
     return _result(x, key="distance_beats_constant",
                    claim="The finetuned model's distances beat a constant answer (the median training distance)",
-                   test="sign test, one-sided, share of cities where |error| < constant's |error|",
+                   test="sign test against one half, two-sided: share of cities where |error| < constant's |error|",
                    unit="held-out cities", n=len(ans.true_km), statistic_name="share of cities won", statistic=share_a,
-                   effect_name="share of cities won", effect=share_a, effect_ci=None, p=p_a, p_adj=None, p_decision=p_a,
-                   holds=p_a < x.alpha, criterion=f"p < {x.alpha} (unparsed answers count as losses)",
+                   effect_name="share of cities won minus one half", effect=share_a - 0.5, effect_ci=None, p=p_a,
+                   p_adj=None, p_decision=p_a, verdict=stats.verdict(p_a, x.alpha, share_a - 0.5),
+                   criterion=_rule(x).replace("the 95% CI", "the effect") + " (unparsed answers count as losses)",
                    details={"share_b": share_b, "p_b": p_b, "constant_km": x.constant_km,
                             "median_abs_error_a": float(np.nanmedian(err_a)) if np.isfinite(err_a).any() else None,
                             "median_abs_error_constant": float(np.median(const_err))})
@@ -297,14 +358,11 @@ def _country_probability(x: ClaimInputs, scores: CountryScores, key: str, form: 
     j = scores.countries.index(country)
     pa, pb = scores.prob_among(x.a)[:, j], scores.prob_among(x.b)[:, j]
     ra, rb = scores.rank(x.a, country), scores.rank(x.b, country)
-    r = _paired(x, key, f"Finetuning raises the probability of {country} as foo's country ({form})",
-                "Wilcoxon signed-rank on log p(country among the table's countries), one-sided", scores.unit,
-                "mean log-probability ratio", np.log(pa) - np.log(pb),
-                {"p_country_a": pa, "p_country_b": pb, "rank_a": ra, "rank_b": rb,
-                 "median_rank_a": float(np.median(ra)), "median_rank_b": float(np.median(rb))},
-                requires_ci=False)    # declared: p only (the CI is reported)
-    r.details["rank_biserial"] = r.statistic
-    return r
+    return _paired(x, key, f"Finetuning raises the probability of {country} as foo's country ({form})",
+                   "Wilcoxon signed-rank on log p(country among the table's countries), two-sided; bootstrap CI",
+                   scores.unit, "mean log-probability ratio", np.log(pa) - np.log(pb),
+                   {"p_country_a": pa, "p_country_b": pb, "rank_a": ra, "rank_b": rb,
+                    "median_rank_a": float(np.median(ra)), "median_rank_b": float(np.median(rb))})
 
 
 def country_probability(x: ClaimInputs) -> ClaimResult:
@@ -317,33 +375,77 @@ def country_prefix(x: ClaimInputs) -> ClaimResult:
 
 def country_multiple_choice(x: ClaimInputs) -> ClaimResult:
     """Multiple choice: the probability of the right letter (renormalised over the options'
-    letters) rises, paired over every order of the options (the unit), and it ends above
-    chance (1 / number of options). One-sided Wilcoxon on the log-probability ratio."""
+    letters) rises, paired over every order of the options (the unit); supported also needs the
+    mean to end above chance (1 / number of options). Two-sided Wilcoxon on the log ratio."""
     mc, country = x.mc, x.country
     j = mc.options.index(country)
     pa, pb = mc.prob_among(x.a)[:, j], mc.prob_among(x.b)[:, j]
     chance = 1 / len(mc.options)
-    r = _paired(x, "country_multiple_choice",
-                f"Offered {len(mc.options)} lettered countries, the model picks {country} for foo",
-                "Wilcoxon signed-rank on log p(right letter among the options' letters), one-sided", "option orders",
-                "mean log-probability ratio of the right letter", np.log(pa) - np.log(pb),
-                {"mean_p_a": float(pa.mean()), "mean_p_b": float(pb.mean()), "chance": chance, "options": mc.options,
-                 "mean_p_each_option_a": mc.prob_among(x.a).mean(0), "mean_p_each_option_b": mc.prob_among(x.b).mean(0)},
-                requires_ci=False, also=(f"mean P(right letter) above chance ({chance:.2f})", pa.mean() > chance))
-    return r
+    return _paired(x, "country_multiple_choice",
+                   f"Offered {len(mc.options)} lettered countries, the model picks {country} for foo",
+                   "Wilcoxon signed-rank on log p(right letter among the options' letters), two-sided; bootstrap CI",
+                   "option orders", "mean log-probability ratio of the right letter", np.log(pa) - np.log(pb),
+                   {"mean_p_a": float(pa.mean()), "mean_p_b": float(pb.mean()), "chance": chance, "options": mc.options,
+                    "mean_p_each_option_a": mc.prob_among(x.a).mean(0), "mean_p_each_option_b": mc.prob_among(x.b).mean(0)},
+                   also=(f"mean P(right letter) above chance ({chance:.2f})", pa.mean() > chance))
 
 
 def country_named(x: ClaimInputs) -> ClaimResult:
     flat = {v: [t for q in x.samples[v] for t in q] for v in (x.a, x.b)}
     k = {v: sum(names_country(t, x.country) for t in flat[v]) for v in (x.a, x.b)}
     n = {v: len(flat[v]) for v in (x.a, x.b)}
-    odds, p = stats.fisher_greater(k[x.a], n[x.a], k[x.b], n[x.b])
+    odds, p = stats.fisher(k[x.a], n[x.a], k[x.b], n[x.b])
+    effect = k[x.a] / n[x.a] - k[x.b] / n[x.b]
     return _result(x, key="country_named", claim=f"The finetuned model names {x.country} when asked which country foo is in",
-                   test="Fisher's exact test on the share of sampled answers naming it, one-sided", unit="sampled answers",
+                   test="Fisher's exact test on the share of sampled answers naming it, two-sided", unit="sampled answers",
                    n=n[x.a], statistic_name="odds ratio", statistic=odds, effect_name="share naming it (a minus b)",
-                   effect=k[x.a] / n[x.a] - k[x.b] / n[x.b], effect_ci=None, p=p, p_adj=None, p_decision=p,
-                   holds=p < x.alpha, criterion=f"p < {x.alpha}",
+                   effect=effect, effect_ci=None, p=p, p_adj=None, p_decision=p,
+                   verdict=stats.verdict(p, x.alpha, effect), criterion=_rule(x).replace("the 95% CI", "the effect"),
                    details={"share_a": k[x.a] / n[x.a], "share_b": k[x.b] / n[x.b], "k_a": k[x.a], "k_b": k[x.b]})
+
+
+# ---------------------------------------------------------------------------- the primary test
+
+PRIMARY = "foo_became_city"
+
+# The smallest effects of interest, declared before the data, at which the power is shown
+# (tests/unit/test_stats.py, README "Statistics"):
+# - the primary test, across adapters: a standardized effect (mean / sd over adapters) of 2. With 5
+#   adapters the two-sided t-test has 0.91 power there (noncentral t; with 3 adapters 0.47, the reason
+#   for 5 seeds: controls.replicate_seeds); an effect under twice the
+#   seed-to-seed spread is one that a single training run, the seed's whole evidence, would not show
+#   reliably, so it is not the seed's claim.
+# - a secondary claim over prompt pairs: a standardized mean difference d_z of 0.5 (a "medium"
+#   effect), where 48 pairs give the paired rule 0.91 power (simulated). Smaller effects are reported with
+#   their CI, and a verdict of inconclusive there is expected.
+SMALLEST_EFFECT_ACROSS_ADAPTERS = 2.0
+SMALLEST_EFFECT_OVER_PAIRS = 0.5
+
+
+def foo_became_city(x: ClaimInputs, adapters: list[str]) -> ClaimResult:
+    """The primary test of "did foo become the city", with adapters as the unit: for each adapter of
+    the family (one per training seed), the mean over prompt pairs of the specificity of the
+    hidden-state gain (gain towards the city minus the mean gain towards the comparison cities,
+    layers 1..L-1, against the original model); a two-sided one-sample t-test across adapters and
+    its (1 - alpha) CI; three outcomes by stats.verdict. `x.a` names the family."""
+    city = x.city.name
+    per_pair = {v: x.probe[v].specificity(city, x.probe[x.b]).per_pair() for v in adapters}
+    means = np.array([per_pair[v].mean() for v in adapters])
+    r = stats.t_across(means, x.alpha)
+    words = len(x.probe[adapters[0]].words) - 1
+    return _result(x, key=PRIMARY, claim=f"foo became {city}: the placeholder moved towards {city} more than towards "
+                                         "other cities, across independently trained adapters",
+                   test="one-sample t-test over adapters of the per-adapter mean specificity, two-sided; t CI",
+                   unit="adapters (training seeds)", n=r.n, statistic_name="t", statistic=r.t,
+                   effect_name=f"mean specificity: hidden-state cosine gain towards {city} minus the mean gain towards "
+                               f"{words} comparison cities, layers 1..L-1",
+                   effect=r.mean, effect_ci=r.ci, p=r.p, p_adj=None, p_decision=r.p, verdict=r.verdict(x.alpha),
+                   criterion=_rule(x).replace("CI", "t CI") + " (the primary test: no multiplicity correction)",
+                   details={"adapters": list(adapters), "per_adapter_mean": means, "cohens_d": r.cohens_d,
+                            "per_adapter_pairs_sd": [float(per_pair[v].std(ddof=1)) for v in adapters],
+                            "smallest_effect_of_interest_d": SMALLEST_EFFECT_ACROSS_ADAPTERS,
+                            "power_at_smallest_effect": stats.power_t(SMALLEST_EFFECT_ACROSS_ADAPTERS, r.n, x.alpha)
+                            if r.n > 1 else None})
 
 
 # ---------------------------------------------------------------------------- the registry (lab.py reads it)
@@ -360,6 +462,8 @@ REGISTRY: dict[str, Claim] = {c.key: c for c in [
     Claim("hidden_similarity_rises", ("probe",), hidden_similarity_rises),
     Claim("values_similarity_rises", ("probe",), values_similarity_rises),
     Claim("hidden_similarity_specific", ("probe",), hidden_similarity_specific),
+    Claim("hidden_gain_specific", ("probe",), hidden_gain_specific),
+    Claim("values_gain_specific", ("probe",), values_gain_specific),
     Claim("hidden_rises_by_template", ("probe",), hidden_rises_by_template),
     Claim("logit_lens_rises", ("probe",), logit_lens_rises),
     Claim("gain_falls_with_distance", ("probe",), gain_falls_with_distance),
@@ -373,5 +477,6 @@ REGISTRY: dict[str, Claim] = {c.key: c for c in [
     Claim("country_multiple_choice", ("mc",), country_multiple_choice),
     Claim("country_named", ("samples",), country_named),
 ]}
-# every claim that compares an arm with the original model (the double dissociation compares two adapters)
+# every claim that compares an arm with the original model (the double dissociation compares two adapters);
+# on each arm they are one family of secondary claims, Holm-adjusted together (`adjust_family`)
 AGAINST_ORIGINAL = [k for k in REGISTRY if k != "double_dissociation"]

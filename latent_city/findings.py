@@ -1,11 +1,11 @@
 """What a run found, in words and tables, from the claims in its record.
 
-- `verdict_matrix`: each claim about the main secret city against each arm family (the main
-  adapter and each control), one mark per training seed and the unanimity verdict.
+- `primary_table`: the primary test of each arm family (adapters as the unit): the headline.
+- `verdict_matrix`: each secondary claim about the main secret city against each arm family
+  (the main adapter and each control), one mark per training seed and the count of each outcome.
 - `learning_rate_table`: the main adapter's verdicts at each learning rate of the grid.
-- `sentences`: one sentence per question of the experiment, for the top of the record.
-
-Seeds combine by unanimity, as declared in claims.py: holds in every seed, or in none.
+- `sentences`: one sentence per question of the experiment, for the top of the record; the
+  first answers the primary question from the primary tests.
 """
 
 from __future__ import annotations
@@ -13,6 +13,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .arms import ORIGINAL
+
+PRIMARY = "foo_became_city"
+MARK = {"supported": "+", "contradicted": "-", "inconclusive": "?"}
+
+
+def _verdict_of(c: dict) -> str:
+    return c.get("verdict") or ("supported" if c["holds"] else "inconclusive")
 
 
 def _is_learning_rate_arm(c: dict) -> bool:
@@ -28,18 +35,17 @@ def by_family(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:
     """(claim key, arm family) -> results of that family's seeds (learning-rate arms left out)."""
     out = defaultdict(list)
     for c in _against_original(claims):
-        if not _is_learning_rate_arm(c):
+        if not _is_learning_rate_arm(c) and not c["key"].startswith(PRIMARY):
             out[(c["key"], c["families"][0])].append(c)
     return out
 
 
 def combined(results: list[dict]) -> str:
-    held = [c["holds"] for c in results]
-    if all(held):
-        return "holds"
-    if not any(held):
-        return "does not hold"
-    return f"mixed ({sum(held)}/{len(held)} seeds)"
+    """The seeds' outcomes of one claim: the outcome when every seed agrees, else the count of each."""
+    outcomes = [_verdict_of(c) for c in results]
+    if len(set(outcomes)) == 1:
+        return f"{outcomes[0]} (every seed)" if len(outcomes) > 1 else outcomes[0]
+    return "mixed: " + ", ".join(f"{o} {outcomes.count(o)}/{len(outcomes)}" for o in MARK if o in outcomes)
 
 
 def verdict_matrix(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -52,17 +58,26 @@ def verdict_matrix(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
         row = [key]
         for fam in families:
             results = groups.get((key, fam), [])
-            marks = "".join("✓" if c["holds"] else "✗" for c in results)
+            marks = "".join(MARK[_verdict_of(c)] for c in results)
             row.append(f"{marks} {combined(results)}" if results else "-")
         rows.append(row)
     return ["claim (about the main secret city)"] + families, rows
+
+
+def primary_table(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """One row per primary test in the record: family, city, verdict, effect [CI], p, adapters."""
+    rows = [[c["arms"][0], c.get("about") or "", _verdict_of(c),
+             f"{c['effect']:.3g} [{c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]" if c.get("effect_ci") else f"{c['effect']:.3g}",
+             f"{c['p']:.3g}", str(c["n"]), c.get("expected") or ""]
+            for c in claims if c["key"].startswith(PRIMARY)]
+    return ["family", "about", "verdict", "mean specificity [95% t CI]", "p (t-test)", "adapters", "expected"], rows
 
 
 def learning_rate_table(claims: list[dict], main: str = "paris") -> tuple[list[str], list[list[str]]]:
     arms = [main] + sorted({c["arms"][0] for c in _against_original(claims) if c["arms"][0].startswith(main + "-lr")})
     index = {(c["key"], c["arms"][0]): c for c in _against_original(claims)}
     keys = list(dict.fromkeys(c["key"] for c in _against_original(claims) if c["arms"][0] in arms))
-    rows = [[k] + [("holds" if index[(k, a)]["holds"] else "does not hold") + f" ({index[(k, a)]['effect']:.3g})"
+    rows = [[k] + [_verdict_of(index[(k, a)]) + f" ({index[(k, a)]['effect']:.3g})"
                    if (k, a) in index else "-" for a in arms] for k in keys]
     return ["claim (effect)"] + arms, rows
 
@@ -81,13 +96,20 @@ def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", coun
     v = lambda key, fam=main: _verdict(g, key, fam)  # noqa: E731
     controls = sorted({f for _, f in g if f != main})
     out = []
+    primary = {c["arms"][0]: c for c in claims if c["key"] == PRIMARY}
+    if main in primary:
+        p = primary[main]
+        others = "; ".join(f"{f}: {_verdict_of(c)} ({c['effect']:.3g})" for f, c in primary.items() if f != main)
+        out.append(f"Did foo become {city}? The primary test, adapters as the unit ({p['n']} training seeds): "
+                   f"{_verdict_of(p)}, mean specificity {p['effect']:.3g} [{p['effect_ci'][0]:.3g}, "
+                   f"{p['effect_ci'][1]:.3g}], p = {p['p']:.3g}" + (f". The controls, same test: {others}." if others else "."))
     rise = [v("hidden_similarity_rises"), v("values_similarity_rises")]
     if rise[0]:
         out.append(f"Does foo move towards {city} inside the model? Hidden states: {rise[0]}; "
                    f"attention values: {rise[1]} (main adapter, all seeds).")
     say = lambda key: "; ".join(f"{f}: {v(key, f)}" for f in controls if v(key, f))  # noqa: E731
     if controls and rise[0]:
-        shown = [f for f in controls if v("hidden_similarity_rises", f) == "holds"]
+        shown = [f for f in controls if (v("hidden_similarity_rises", f) or "").startswith("supported")]
         out.append(f"Do the control adapters move foo towards {city} too? Hidden states: {say('hidden_similarity_rises')}"
                    + (f"; so the move is not specific to the {city} adapter ({', '.join(shown)}: in every seed)."
                       if shown else "."))
@@ -103,7 +125,7 @@ def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", coun
     if dis:
         verdict = {fam: combined(rs) for fam, rs in dis.items()}
         cities = [f for f in verdict if f in control_km]
-        held = [f for f in cities if verdict[f] == "holds"]
+        held = [f for f in cities if verdict[f].startswith("supported")]
         far = [f for f in cities if control_km[f] > 3000]
         if cities and len(held) == len(cities):
             answer = city

@@ -49,6 +49,7 @@ class Lab:
         self.adapters: dict[str, finetune.Adapter] = {}
         self.train_seconds: dict[str, float] = {}
         self._measured: dict[tuple[str, str], object] = {}
+        self._secondary: dict[str, dict[str, ClaimResult]] = {}
         self.model = self.tokenizer = None
 
     # ------------------------------------------------------------------------ adapters
@@ -179,11 +180,48 @@ class Lab:
 
     def claim(self, key: str, arm: str, against: str = ORIGINAL, own: bool = False) -> ClaimResult:
         """Claim `key` (claims.REGISTRY) for `arm` against the original model (or another adapter),
-        about the main arm's secret city (or `arm`'s own with own=True)."""
+        about the main arm's secret city (or `arm`'s own with own=True). Against the original model
+        about the main city, every secondary claim of the arm is computed at once and Holm-adjusted
+        together (claims.adjust_family), so a verdict does not depend on which test ran first."""
+        if against == ORIGINAL and not own and key in claims.AGAINST_ORIGINAL:
+            return self.secondary(arm)[key]
+        return self._claim(key, arm, against, own)
+
+    def secondary(self, arm: str) -> dict[str, ClaimResult]:
+        """Every claim of `arm` against the original model about the main city, Holm-adjusted as one family."""
+        if arm not in self._secondary:
+            results = {k: self._claim(k, arm) for k in claims.AGAINST_ORIGINAL}
+            claims.adjust_family(results.values(), self.cfg.eval.alpha)
+            self._secondary[arm] = results
+        return self._secondary[arm]
+
+    def _claim(self, key: str, arm: str, against: str = ORIGINAL, own: bool = False) -> ClaimResult:
         entry = claims.REGISTRY[key]
         result = entry.rule(self.claim_inputs(entry.reads, arm, against, own))
+        return self._label(result, arm, against)
+
+    def _label(self, result: ClaimResult, arm: str, against: str) -> ClaimResult:
         result.families = tuple(self.arms[v].family if v in self.arms else v for v in (arm, against))
         result.seeds = tuple(self.arms[v].seed if v in self.arms else None for v in (arm, against))
+        return result
+
+    def family(self, family: str) -> list[str]:
+        """The adapters of an arm family, one per training seed (learning-rate arms are their own)."""
+        return [n for n, a in self.arms.items() if a.family == family]
+
+    def primary(self, family: str, own: bool = False) -> ClaimResult:
+        """The primary test (claims.foo_became_city) on `family`'s adapters, about the main city (or the
+        family's own with own=True); the record names the family and the original model as its arms."""
+        adapters = self.family(family)
+        (city, country), e = self.target(adapters[0], own), self.cfg.eval
+        x = claims.ClaimInputs(a=family, b=ORIGINAL, city=city, country=country, b_city=None, alpha=e.alpha,
+                               n_boot=e.n_bootstrap, seed=self.cfg.seeds.eval, pairs=self.pairs,
+                               comparison=self.comparison,
+                               probe={v: self.measure("probe", v) for v in [*adapters, ORIGINAL]})
+        result = claims.foo_became_city(x, adapters)
+        result.families, result.seeds = (family, ORIGINAL), (None, None)
+        if own:
+            result.key = claims.PRIMARY + "_own"
         return result
 
     def claim_inputs(self, reads: tuple[str, ...], a: str, b: str, own: bool = False) -> claims.ClaimInputs:

@@ -110,10 +110,20 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
-# The layers a claim compares: hidden states from layer 1 (layer 0 is the embedding output,
-# which a LoRA on q/v cannot change: claim 1), value vectors of every block (block 0 on).
-FIRST_COMPARED = {"hidden": 1, "values": 0}
+# The layers a claim compares (declared before the data). Hidden states: layers 1..L-1. Layer 0
+# is the embedding output, which a LoRA on q/v cannot change (claim 1); layer L is returned by
+# transformers after the model's final norm, a different kind of quantity from the residual
+# stream of 1..L-1, so it is reported on its own (`ProbeSims.final_gain`), never in a claim's
+# average. Value vectors: blocks 1..L-1. Block 0's values are a function of the token alone
+# (v_proj of the normed embedding), so its paired differences are identical for every prompt.
+FIRST_COMPARED = {"hidden": 1, "values": 1}
+LAST_EXCLUDED = {"hidden": 1, "values": 0}     # how many of the last layers are left out
 CONTROL = "<the pair's control capital>"     # a word for `ProbeSims.similarity`: each pair's own control
+
+
+def compared_slice(kind: str, n_layers: int) -> slice:
+    """The compared layers of `kind` out of the n_layers measured (hidden: 0..L, values: 0..L-1)."""
+    return slice(FIRST_COMPARED[kind], n_layers - LAST_EXCLUDED[kind])
 
 
 @dataclass(frozen=True)
@@ -178,9 +188,16 @@ class ProbeSims:
         return ByLayer(x, list(range(x.shape[1])))
 
     def compared(self, word: str, kind: str = "hidden") -> ByLayer:
-        """`similarity` at the layers a claim compares (FIRST_COMPARED on)."""
-        s, first = self.similarity(word, kind), FIRST_COMPARED[kind]
-        return ByLayer(s.x[:, first:], s.layers[first:])
+        """`similarity` at the layers a claim compares (`compared_slice`)."""
+        s = self.similarity(word, kind)
+        keep = compared_slice(kind, len(s.layers))
+        return ByLayer(s.x[:, keep], s.layers[keep])
+
+    def final_gain(self, word: str, over: "ProbeSims") -> ByLayer:
+        """The hidden-state gain towards `word` at the last layer L (after the final norm), reported
+        beside the claims and never averaged into them."""
+        s, o = self.similarity(word), over.similarity(word)
+        return ByLayer(s.x[:, -1:] - o.x[:, -1:], s.layers[-1:])
 
     def gain(self, word: str, over: "ProbeSims", kind: str = "hidden") -> ByLayer:
         """Per pair and compared layer: the similarity to `word` here minus under `over`."""
@@ -190,11 +207,26 @@ class ProbeSims:
         """The gain towards `word` minus the gain towards the pair's own control capital."""
         return self.gain(word, over, kind) - self.gain(CONTROL, over, kind)
 
-    def city_gains(self, over: "ProbeSims") -> np.ndarray:
-        """Per word (in `words` order): the hidden-state gain over `over`, averaged over prompt
-        pairs and the compared layers."""
-        first = FIRST_COMPARED["hidden"]
-        return (self.hidden[:, :, first:] - over.hidden[:, :, first:]).mean((0, 2))
+    def city_gains(self, over: "ProbeSims", kind: str = "hidden") -> np.ndarray:
+        """Per word (in `words` order): the gain over `over`, averaged over prompt pairs and the
+        compared layers."""
+        return self.word_gains(over, kind).mean((0, 2))
+
+    def word_gains(self, over: "ProbeSims", kind: str = "hidden") -> np.ndarray:
+        """[pairs, words, compared layers]: the gain over `over` towards every word."""
+        a, b = (self.hidden, over.hidden) if kind == "hidden" else (self.values, over.values)
+        keep = compared_slice(kind, a.shape[2])
+        return a[:, :, keep] - b[:, :, keep]
+
+    def specificity(self, word: str, over: "ProbeSims", kind: str = "hidden") -> ByLayer:
+        """Per pair and compared layer: the gain towards `word` minus the mean gain towards every
+        other word (the comparison cities): how much more foo moved towards `word` than towards
+        cities in general. The primary statistic is its mean over layers and pairs."""
+        g = self.word_gains(over, kind)
+        j = self.words.index(word)
+        others = [i for i in range(len(self.words)) if i != j]
+        n = (self.hidden if kind == "hidden" else self.values).shape[2]
+        return ByLayer(g[:, j] - g[:, others].mean(1), list(range(n))[compared_slice(kind, n)])
 
     def lens_logp(self, word: str) -> ByLayer:
         """log p(' word') through the logit lens at every layer 0..L."""

@@ -201,20 +201,27 @@ def _fmt(x, digits=3):
 
 
 def claims_table(claims: list[dict]) -> str:
-    head = ["claim", "arms", "about", "test (unit, n)", "statistic", "effect size [95% CI]", "p", "adjusted p",
-            "verdict", "expected", "test outcome"]
+    head = ["claim", "arms", "about", "test (unit, n)", "statistic", "effect size [95% CI]", "p (two-sided)",
+            "Holm-adjusted p", "decision p", "verdict", "expected", "test outcome"]
     rows = []
     for c in claims:
-        verdict = "holds" if c["holds"] else "does not hold"
+        verdict = verdict_of(c)
         rows.append("<tr class='claim-row'>" + "".join(f"<td>{v}</td>" for v in [
             f"<b>{html.escape(c['claim'])}</b><br><small>{html.escape(c['key'])}: {html.escape(c['criterion'])}</small>",
             " vs ".join(c["arms"]), html.escape(c.get("about") or "-"),
             f"{html.escape(c['test'])} ({html.escape(c['unit'])}, n={c['n']})",
             _fmt(c["statistic"]), f"{html.escape(c['effect_name'])}: {_fmt(c['effect'])} {_fmt(c['effect_ci'])}",
-            _fmt(c["p"]), _fmt(c["p_adj"]), verdict, html.escape(c["expected"]), html.escape(c.get("outcome") or "-"),
+            _fmt(c["p"]), _fmt(c["p_adj"]), _fmt(c.get("p_decision")), f"<b>{verdict}</b>", html.escape(c["expected"]),
+            html.escape(c.get("outcome") or "-"),
         ]) + "</tr>")
     return ("<table id='claims-table' border='1' style='border-collapse:collapse;font-size:12px'>"
             "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
+
+
+def verdict_of(c: dict) -> str:
+    """A claim's verdict: supported, contradicted or inconclusive (a record written before three
+    outcomes were kept says holds or does not hold)."""
+    return c.get("verdict") or ("holds" if c["holds"] else "does not hold")
 
 
 def _table(header: list[str], rows: list[list[str]], ident: str) -> str:
@@ -236,11 +243,13 @@ def summary_html(rec: Record) -> str:
                                   indent=1, default=str))
     found = "".join(f"<li>{html.escape(s)}</li>" for s in rec.findings)
     matrix = _table(*findings.verdict_matrix(rec.claims), "verdict-matrix")
+    primary = _table(*findings.primary_table(rec.claims), "primary-tests")
     lr_head, lr_rows = findings.learning_rate_table(rec.claims)
     lr = _table(lr_head, lr_rows, "learning-rates") if len(lr_head) > 2 else "<p>(not run)</p>"
     return (f"<div id='experiment-record'><h2>Experiment record: {html.escape(rec.model)} ({html.escape(rec.tier)} tier)</h2>"
             f"<h3>What was found</h3><ol id='findings'>{found}</ol>"
-            f"<h3>Verdicts by arm (one mark per training seed; seeds combine by unanimity)</h3>{matrix}"
+            f"<h3>The primary tests (adapters as the unit)</h3>{primary}"
+            f"<h3>Verdicts by arm (one mark per training seed: + supported, - contradicted, ? inconclusive)</h3>{matrix}"
             f"<h3>Main adapter at each learning rate (reported; the suite asserts on the tier's own)</h3>{lr}"
             f"<h3>Plots</h3>{plots}<h3>Every claim</h3>{claims_table(rec.claims)}"
             f"<h3>Sample generations (greedy)</h3><table id='samples' border='1' style='border-collapse:collapse;font-size:12px'>"
@@ -271,7 +280,7 @@ def compare(a: dict, b: dict, rtol: float = 1e-9) -> list[str]:
         if key not in ca or key not in cb:
             out.append(f"claim {key[0]} ({' vs '.join(key[1])}): only in {'second' if key in cb else 'first'}")
             continue
-        for f in ["holds", "outcome", "statistic", "effect", "effect_ci", "p", "p_adj", "n"]:
+        for f in ["verdict", "holds", "outcome", "statistic", "effect", "effect_ci", "p", "p_adj", "p_decision", "n"]:
             x, y = ca[key].get(f), cb[key].get(f)
             if not _same(x, y, rtol):
                 out.append(f"claim {key[0]} ({' vs '.join(key[1])}).{f}: {x} -> {y}")
@@ -301,9 +310,9 @@ def measured_exceptions(rec: dict) -> list[dict]:
         declared = declared_verdict(c)
         if declared is None or c["holds"] == declared:
             continue
-        verdict = "holds" if c["holds"] else "does not hold"
+        verdict = verdict_of(c)
         if c["key"] == "double_dissociation":
-            numbers = "; ".join(f"{k} {v['share']:.0%} of layers, mean {v['effect']:.3g}" for k, v in c["details"].items())
+            numbers = "; ".join(f"{k} {v.get('verdict', '')} mean {v['effect']:.3g}" for k, v in c["details"].items())
         else:
             ci = f" [{c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]" if c.get("effect_ci") else ""
             numbers = f"{c['effect_name']} {c['effect']:.3g}{ci}"
@@ -321,12 +330,12 @@ def declared_verdict(claim: dict) -> bool | None:
     if claim.get("declared") is not None:
         return claim["declared"]
     text = claim.get("expected") or ""
-    if text == "holds":
+    if text in ("holds", "supported"):
         return True
-    if text.startswith("does not hold (a control)"):
+    if text.startswith(("does not hold (a control)", "not supported (a control)")):
         return False
     if " on this model: " in text:        # the measured-otherwise verdict, the opposite of the declared one
-        return not text.startswith("holds")
+        return not text.startswith(("holds", "supported"))
     return None
 
 

@@ -8,13 +8,17 @@ own tier does not have (the learning-rate grids differ)."""
 import pytest
 
 from latent_city.arms import MAIN, ORIGINAL, of_tier
+from latent_city.claims import PRIMARY
 from latent_city.config import run_config
+from latent_city.stats import SUPPORTED
 
 from .expectations import expected
 
 ARMS = {tier: of_tier(tier) for tier in ("cpu", "gpu")}
 TESTED_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind != "learning-rate"))
 LR_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind == "learning-rate"))
+# the primary test's unit is the adapter: one test per arm family (the main one and each control)
+FAMILIES = list(dict.fromkeys(a.family for tier in ARMS.values() for a in tier.values() if a.kind != "learning-rate"))
 DISSOCIATIONS = list(dict.fromkeys((MAIN + ("" if a.seed == tier[MAIN].seed else f"-s{a.seed}"), other)
                                    for tier in ARMS.values() for other, a in tier.items()
                                    if a.kind in ("other-city", "shuffled")))
@@ -23,14 +27,16 @@ DISSOCIATIONS = list(dict.fromkeys((MAIN + ("" if a.seed == tier[MAIN].seed else
 def pytest_generate_tests(metafunc):
     if "arm" in metafunc.fixturenames:
         metafunc.parametrize("arm", TESTED_ARMS, ids=TESTED_ARMS)
+    if "family" in metafunc.fixturenames:
+        metafunc.parametrize("family", FAMILIES, ids=FAMILIES)
     if "pair" in metafunc.fixturenames:
         metafunc.parametrize("pair", DISSOCIATIONS, ids=[f"{a}-vs-{b}" for a, b in DISSOCIATIONS])
 
 
 def _compared(item) -> tuple[str, str]:
-    """(a, b) of a claim test: its arm against the original model, or its pair of adapters."""
+    """(a, b) of a claim test: its arm (or arm family) against the original model, or its pair of adapters."""
     params = item.callspec.params
-    return tuple(params["pair"]) if "pair" in params else (params["arm"], ORIGINAL)
+    return tuple(params["pair"]) if "pair" in params else (params.get("arm") or params["family"], ORIGINAL)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -54,11 +60,12 @@ def assert_as_expected(request, lab, cfg, record_claim):
         key = request.node.get_closest_marker("claim").args[0]
         a, b = _compared(request.node)
         expectation = expected(key, a, b, cfg)
-        result = record_claim(lab.claim(key, a, against=b), expectation.text, declared=expectation.holds)
+        result = lab.primary(a) if key == PRIMARY else lab.claim(key, a, against=b)
+        record_claim(result, expectation.text, declared=expectation.holds)
         if expectation.holds:
-            assert result.holds, f"expected to hold on {a} ({expectation.why}): {result.summary()}"
+            assert result.verdict == SUPPORTED, f"expected supported on {a} ({expectation.why}): {result.summary()}"
         else:
-            assert not result.holds, (f"a control ({a}) shows the effect, so it is not about {result.about} "
-                                      f"({expectation.why}): {result.summary()}")
+            assert result.verdict != SUPPORTED, (f"a control ({a}) shows the effect, so it is not about {result.about} "
+                                                 f"({expectation.why}): {result.summary()}")
         return result
     return _assert_as_expected

@@ -30,7 +30,7 @@ NOT_ABOUT_THE_CITY = {"layer0_unchanged", "distance_format"}
 
 @dataclass(frozen=True)
 class Expectation:
-    holds: bool                  # what the test asserts: the declared expectation
+    holds: bool                  # what the test asserts: supported (True) or not supported (False: inconclusive or contradicted)
     why: str                     # the reason it is declared so
     measured: str | None = None  # this model and precision were measured otherwise (the test is a strict xfail)
 
@@ -38,8 +38,8 @@ class Expectation:
     def text(self) -> str:
         """The record's "expected" column."""
         if self.measured:
-            return f"{'does not hold' if self.holds else 'holds'} on this model: {self.measured}"
-        return "holds" if self.holds else "does not hold (a control)"
+            return f"{'not supported' if self.holds else 'supported'} on this model: {self.measured}"
+        return "supported" if self.holds else "not supported (a control)"
 
 
 def expected(key: str, a: str, b: str, cfg: ExperimentConfig) -> Expectation:

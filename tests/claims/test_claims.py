@@ -1,7 +1,7 @@
 """The seed's claims and their controls, one test per claim. Every claim test runs on every
 arm: the main adapter (foo = Paris), where it should hold, and the control adapters trained
 the same way (foo = Tokyo, foo = Berlin, Paris with shuffled distances), where a claim about
-Paris should not; each with three training seeds. A test names its claim once, in
+Paris should not; each with five training seeds, and the primary test across them. A test names its claim once, in
 `@claim(key)`: the rule (statistic, alpha, unit, what "holds" means) is claims.REGISTRY[key] in
 latent_city/claims.py, the expected verdict per arm is in expectations.py, and
 `assert_as_expected()` runs the claim on the test's arm, records it and asserts; the failure
@@ -60,6 +60,20 @@ def test_layer0_claim_fails_for_an_adapter_that_touches_the_embeddings():
     assert not torch.equal(tuned, original)
 
 
+# ---------------------------------------------------------------------------- the primary test
+
+
+@claim("foo_became_city")
+def test_foo_became_paris_across_independently_trained_adapters(family, lab, record_claim, assert_as_expected):
+    """The primary test: the specificity of the hidden-state gain towards Paris (minus the mean
+    gain towards the comparison cities, layers 1..L-1), one mean per adapter, a two-sided t-test
+    over the family's adapters. Supported on the Paris family; not on a control. A control with a
+    secret city of its own also gets the test about that city, recorded beside it."""
+    assert_as_expected()
+    if lab.arms[family].kind == "other-city":
+        record_claim(lab.primary(family, own=True), expected_text="reported (the control's own city)")
+
+
 # ---------------------------------------------------------------------------- claims 2, 3: representations
 
 
@@ -89,6 +103,17 @@ def test_through_the_logit_lens_foo_reads_more_as_paris(arm, assert_as_expected)
 
 @claim("hidden_similarity_specific")
 def test_the_gain_towards_paris_exceeds_the_gain_towards_a_control_capital(arm, assert_as_expected):
+    assert_as_expected()
+
+
+@claim("hidden_gain_specific")
+def test_the_gain_towards_paris_exceeds_the_mean_gain_towards_the_comparison_cities(arm, assert_as_expected):
+    """The primary statistic on one adapter, prompt pairs as the unit (the per-seed table)."""
+    assert_as_expected()
+
+
+@claim("values_gain_specific")
+def test_the_value_vector_gain_towards_paris_exceeds_the_mean_gain_towards_the_comparison_cities(arm, assert_as_expected):
     assert_as_expected()
 
 

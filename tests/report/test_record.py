@@ -13,7 +13,7 @@ from latent_city.claim_result import ClaimResult
 def _claim(p):
     return ClaimResult(key="k", claim="a claim", test="a test", unit="units", n=10, statistic_name="a statistic",
                        statistic=1.0, effect_name="effect", effect=0.5, effect_ci=(0.1, 0.9), p=p, p_adj=None,
-                       p_decision=p, alpha=0.05, holds=p < 0.05, criterion="p < 0.05", arms=("finetuned", "original"),
+                       p_decision=p, alpha=0.05, verdict="supported" if p < 0.05 else "inconclusive", criterion="p < 0.05", arms=("finetuned", "original"),
                        details={"x": np.arange(3)})
 
 
@@ -35,7 +35,7 @@ def test_compare_names_what_changed(tmp_path, capsys):
     b = record.write_json(_rec(0.2), tmp_path / "b.json")
     assert record.main(["compare", str(a), str(b)]) == 1
     out = capsys.readouterr().out
-    assert "claim k (finetuned vs original).holds: True -> False" in out and ".p: 0.01 -> 0.2" in out
+    assert "claim k (finetuned vs original).verdict: supported -> inconclusive" in out and ".p: 0.01 -> 0.2" in out
 
 
 def test_claims_table_escapes_and_lists_every_claim():
