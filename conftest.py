@@ -248,7 +248,7 @@ def lab(request, pytestconfig, cfg, rec) -> Lab:
     spec = resolve(cfg.model)
     rec.lab = the_lab
     rec.provenance.update({
-        "config": cfg.to_dict(), "config_help": field_help(), "config_hash": cfg.hash(),
+        "config": cfg.to_dict(), "config_help": field_help(), "config_hash": cfg.hash(), "eval_hash": cfg.eval_hash(),
         "data_hash": main.key_inputs["data"], "model": cfg.model, "model_source": f"{spec.source}:{spec.location}",
         "precision": cfg.precision,
         "weights_hash": main.key_inputs["weights"], "adapter_key": main.key, "adapter_path": str(main.path),

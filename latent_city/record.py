@@ -293,9 +293,12 @@ def measured_exceptions(rec: dict) -> list[dict]:
     other than its declared verdict, with a short reason. Not the test outcome: a strict xfail
     that started to hold fails its test (XPASS) while it now does what was declared."""
     from .arms import label
+    from .config import eval_hash
 
     prov = rec["provenance"]
     keys = {n: a["key"] for n, a in prov.get("adapters", {}).items()}
+    # what the entries apply to (tests/claims/expectations.py): these adapters and this evaluation
+    evaluation = prov.get("eval_hash") or (eval_hash(prov["config"]) if "config" in prov else None)
     out = []
     for c in rec["claims"]:
         declared = declared_verdict(c)
@@ -309,7 +312,7 @@ def measured_exceptions(rec: dict) -> list[dict]:
             numbers = f"{c['effect_name']} {c['effect']:.3g}{ci}"
         out.append({"model": rec["model"], "precision": prov.get("precision") or prov["config"]["precision"],
                     "claim": c["key"], "arm": label(*c["arms"]), "measured": verdict, "reason": f"{verdict}: {numbers}",
-                    "adapter_keys": [keys.get(a) for a in c["arms"] if a in keys],
+                    "adapter_keys": [keys.get(a) for a in c["arms"] if a in keys], "eval_hash": evaluation,
                     "record": (prov.get("git") or {}).get("commit")})
     return out
 
@@ -321,7 +324,7 @@ def declared_verdict(claim: dict) -> bool | None:
     if claim.get("declared") is not None:
         return claim["declared"]
     text = claim.get("expected") or ""
-    if text == "holds":
+    if text == "holds" or text.startswith("holds; measured otherwise"):      # an exception that did not apply
         return True
     if text.startswith("does not hold (a control)"):
         return False
