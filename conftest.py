@@ -40,6 +40,7 @@ RECORDS = pytest.StashKey[dict]()
 RECORDED = pytest.StashKey[list]()
 PENDING = pytest.StashKey[dict]()      # the run's record before it is placed under reports/
 SKIPPED = pytest.StashKey[bool]()
+SUFFIXES = (".html", ".json", ".tidy.parquet")   # a record's files (record.write_json, tidy.SUFFIX)
 LISTED = pytest.StashKey[str]()       # --list-arms: what was listed, for the closing line (on stderr)
 GPU_NEEDS = ("the GPU tier needs a CUDA GPU (about 10 GB free for the 8B model in 8-bit), bitsandbytes "
              "(pip install -e '.[gpu]') and meta-llama/Meta-Llama-3-8B-Instruct in the Hugging Face cache "
@@ -250,7 +251,7 @@ def lab(request, pytestconfig, cfg, rec) -> Lab:
     spec = resolve(cfg.model)
     rec.lab = the_lab
     rec.provenance.update({
-        "config": cfg.to_dict(), "config_help": field_help(), "config_hash": cfg.hash(),
+        "config": cfg.to_dict(), "config_help": field_help(), "config_hash": cfg.hash(), "eval_hash": cfg.eval_hash(),
         "data_hash": main.key_inputs["data"], "model": cfg.model, "model_source": f"{spec.source}:{spec.location}",
         "precision": cfg.precision,
         "weights_hash": main.key_inputs["weights"], "adapter_key": main.key, "adapter_path": str(main.path),
@@ -356,15 +357,16 @@ def _place_record(config) -> dict | None:
     if pending["status"] != "none" and (scratch / f"{stem}.html").exists():
         name = stem if pending["status"] == "complete" else f"{stem}.incomplete"
         REPORTS.mkdir(exist_ok=True)
-        for suffix in (".html", ".json"):
+        for suffix in SUFFIXES:
             if (scratch / f"{stem}{suffix}").exists():
                 shutil.move(scratch / f"{stem}{suffix}", REPORTS / f"{name}{suffix}")
         pending["record"] = str(REPORTS / f"{name}.html")
         for plugin in _html_reports(config):   # pytest-html's closing line names where the page now is
             plugin._report_path = Path(pending["record"])
         if pending["status"] == "complete":
-            for suffix in (".html", ".json"):
-                shutil.copyfile(REPORTS / f"{name}{suffix}", REPORTS / f"latest-{tier}{suffix}")
+            for suffix in SUFFIXES:
+                if (REPORTS / f"{name}{suffix}").exists():
+                    shutil.copyfile(REPORTS / f"{name}{suffix}", REPORTS / f"latest-{tier}{suffix}")
     shutil.rmtree(scratch, ignore_errors=True)
     return pending
 
@@ -393,7 +395,7 @@ def pytest_terminal_summary(terminalreporter, config):
     if pending and pending.get("record"):
         tier = pending["tier"]
         if pending["status"] == "complete":
-            terminalreporter.write_line(f"latent_city: experiment record {pending['record']} (+ .json); "
+            terminalreporter.write_line(f"latent_city: experiment record {pending['record']} (+ .json, .tidy.parquet); "
                                         f"latest at {REPORTS / f'latest-{tier}.html'}")
         else:
             terminalreporter.write_line(

@@ -99,7 +99,7 @@ def report_lines(summary: dict | None, code: int, tier: str) -> list[str]:
     else:
         out.append("adapters: none built or read in this run")
     if summary["status"] == "complete":
-        out.append(f"record:  {summary['record']} (+ .json); {latest} points to it")
+        out.append(f"record:  {summary['record']} (+ .json, .tidy.parquet); {latest} points to it")
         out += [f"  - {line}" for line in summary.get("findings", [])]
     elif summary["status"] == "incomplete":
         out.append(f"record:  INCOMPLETE, {summary['claims_measured']} of {summary['claims_selected']} claims "

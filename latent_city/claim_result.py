@@ -3,6 +3,11 @@ by record.py (one entry of the record's `claims` list, `to_json`).
 
 Every field means the same thing for every claim; what only some claims have (per-layer
 numbers, per-template gains, the top cities, ...) goes in `details`, each entry labelled.
+
+`units` holds, where a rule fills it, the per-unit values of the quantity its decision tested
+(quantity name -> one value per unit, or one row of per-layer values per unit, the layers being
+`details["layers"]`). The record writes them into the run's tidy table (latent_city/tidy.py)
+only: not into the JSON record or the HTML page.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class ClaimResult:
     families: tuple[str, str] = ("", "")            # each arm's family (arms.Arm.family), set by the lab
     seeds: tuple[int | None, int | None] = (None, None)   # each arm's training seed (None: the original)
     details: dict = field(default_factory=dict)     # claim-specific numbers, each labelled
+    units: dict = field(default_factory=dict)       # per-unit values the decision tested (the tidy table only)
 
     @property
     def holds(self) -> bool:

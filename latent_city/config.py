@@ -263,6 +263,9 @@ class ExperimentConfig:
     def hash(self) -> str:
         return stable_hash(self.to_dict())
 
+    def eval_hash(self) -> str:
+        return eval_hash(self.to_dict())
+
 
 PRECISIONS = ("fp32", "bf16", "8bit", "4bit")
 RECIPES = {"project": "completion", "seed": "all"}      # recipe name -> train.loss
@@ -312,6 +315,18 @@ def stable_hash(obj) -> str:
     """sha256 of a JSON-able object with sorted keys; 16 hex digits are plenty for a cache."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+ADAPTER_SEEDS = ("train", "data")      # the seeds in the adapter key (training_dict); every other one is the evaluation's
+
+
+def eval_hash(cfg: dict) -> str:
+    """A hash of what changes a measurement but not an adapter (the adapter key has the rest): the
+    eval settings, every seed but those of the adapter (so a seed added to `Seeds` is in it unless
+    it is named in ADAPTER_SEEDS), and the other arms' secret cities, which the comparison cities
+    leave out. Computed from a config dict, so a record's saved config gives the same hash."""
+    seeds = {k: v for k, v in cfg["seeds"].items() if k not in ADAPTER_SEEDS}
+    return stable_hash({"eval": cfg["eval"], "seeds": seeds, "other_cities": cfg["controls"]["other_cities"]})
 
 
 def field_help(cls=ExperimentConfig) -> dict[str, str]:

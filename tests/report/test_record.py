@@ -74,3 +74,47 @@ def test_the_measured_exceptions_are_the_claims_measured_other_than_declared_wha
     for c in r.claims:                      # a record written before `declared` was kept: read from the text
         c.pop("declared")
     assert {e["arm"] for e in record.measured_exceptions(json.loads(json.dumps(r.to_json(), default=str)))} == found
+
+
+def _tested(key, arm, x, **fields):
+    """A claim decided by a one-sided Wilcoxon over the values `x` (one per unit), as the rules do."""
+    from scipy.stats import wilcoxon
+
+    p = float(wilcoxon(x, alternative="greater").pvalue)
+    return dataclasses.replace(_claim(p), key=key, arms=(arm, "original"), n=len(x), families=(arm, ""),
+                               seeds=(42, None), **fields)
+
+
+def test_the_tidy_table_beside_the_record_has_every_number_and_recomputes_a_verdict(tmp_path):
+    """Per-unit numbers in `details` (a list as long as n) and in `units` (per layer too), per-layer
+    numbers, the claim's own numbers: one row each, beside the JSON record; the table's per-template
+    gains give back the record's p."""
+    import pandas as pd
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(0)
+    per_template, per_pair = rng.normal(0.02, 0.01, 13), rng.normal(0.01, 0.02, (8, 3))
+    r = record.Record("cpu", "m")
+    r.add_claim(_tested("by_template", "paris", per_template,
+                        details={"per_template": per_template, "templates": ["t"] * 13, "rank_biserial": 0.9}), "holds")
+    r.add_claim(_tested("layerwise", "tokyo", per_pair.mean(1), units={"gain": per_pair},
+                        details={"layers": [1, 2, 3], "mean_diff": per_pair.mean(0), "significant_layers": [2]}), "holds")
+    path = record.write_json(r, tmp_path / "cpu-m-1.json")
+    t = pd.read_parquet(tmp_path / "cpu-m-1.tidy.parquet")
+    assert list(t.columns) == ["claim", "arm_a", "arm_b", "family_a", "seed_a", "family_b", "seed_b", "unit", "layer",
+                               "quantity", "value"]
+    rows = lambda claim, q: t[(t.claim == claim) & (t.quantity == q)]  # noqa: E731
+    assert rows("by_template", "per_template").unit.tolist() == list(range(13))
+    assert rows("by_template", "per_template").layer.isna().all() and len(rows("by_template", "rank_biserial")) == 1
+    gain = rows("layerwise", "gain")                     # 8 pairs x 3 layers, labelled by details["layers"]
+    assert len(gain) == 24 and sorted(set(gain.layer)) == [1, 2, 3] and np.allclose(
+        gain.sort_values(["unit", "layer"]).value, per_pair.ravel())
+    assert rows("layerwise", "mean_diff").layer.tolist() == [1, 2, 3] and rows("layerwise", "significant_layers").empty
+    assert set(t.arm_a) == {"paris", "tokyo"} and set(t.seed_a) == {42} and t.seed_b.isna().all()
+    # the README's example: recompute the verdict's p from the table
+    gains = rows("by_template", "per_template").sort_values("unit").value
+    saved = json.loads(path.read_text())
+    claim = next(c for c in saved["claims"] if c["key"] == "by_template")
+    assert wilcoxon(gains, alternative="greater").pvalue == claim["p"] == rows("by_template", "result.p").value.item()
+    assert "units" not in saved["claims"][1]               # per-unit values go to the table only
+    assert saved["provenance"]["tidy_table"]["rows"] == len(t) and "tidy_table" in record.summary_html(r)

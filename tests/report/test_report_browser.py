@@ -42,10 +42,12 @@ window.addEventListener('load', () => setTimeout(() => {
 
 
 def newest_report() -> Path:
-    """The newest complete record: latest-cpu.html (a run that stopped early never replaces it)."""
+    """The newest complete record: latest-cpu.html (a run that stopped early never replaces it),
+    with the JSON record it was written from beside it."""
     latest = REPORTS / "latest-cpu.html"
-    if not latest.exists():
-        pytest.fail(f"no complete experiment record at {latest}: run the suite first")
+    for path in (latest, latest.with_suffix(".json")):
+        if not path.exists():
+            pytest.fail(f"no complete experiment record at {path}: run the suite first")
     return latest
 
 
@@ -64,7 +66,10 @@ def test_newest_record_renders_with_claims_and_images(tmp_path):
     start = dom.find('<pre id="browser-check">')
     assert start >= 0, f"the page did not finish loading in Chromium: {dom[:500]}"
     check = json.loads(dom[start:].split(">", 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
-    assert check["claims_rows"] >= 9 and check["findings"] >= 4 and check["matrix_rows"] >= 10, check
+    claims = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))["claims"]
+    assert check["claims_rows"] == len(claims), (f"the page shows {check['claims_rows']} claim rows, its JSON "
+                                                 f"record has {len(claims)} claims: {check}")
+    assert check["findings"] >= 4 and check["matrix_rows"] >= 10, check
     assert check["plots"] >= 4 and not check["broken"], check
     assert check["results_rows"] > 0 and not check["errors"], check
     shot = REPORTS / "latest-cpu-screenshot.png"

@@ -87,19 +87,19 @@ def test_the_three_outcomes_follow_the_sign_of_the_ci_when_the_test_rejects(p, c
     assert stats.after_adjustment(v, 0.06, 0.05) == stats.INCONCLUSIVE
 
 
-def test_the_expectation_of_a_claim_is_declared_and_measured_exceptions_apply_at_their_precision():
+def test_the_expectation_of_a_claim_is_declared_and_measured_exceptions_apply_at_their_precision(monkeypatch):
     main = expectations.expected("hidden_similarity_rises", "paris", ORIGINAL, CPU)
     control = expectations.expected("hidden_similarity_rises", "tokyo", ORIGINAL, CPU)
     assert main.holds and not control.holds and control.why
     assert expectations.expected("distance_format", "tokyo", ORIGINAL, CPU).holds     # not about the city
     assert expectations.expected("double_dissociation", "paris", "tokyo", CPU).holds
-    entries = json.loads(expectations.MEASURED.read_text())["exceptions"]
-    e = next(e for e in entries if e["model"] == CPU.model and e["precision"] == CPU.precision)
-    here = ExperimentConfig.for_tier("cpu", precision=e["precision"])
-    a, b = (e["arm"].split("-vs-") + [ORIGINAL])[:2]
-    assert expectations.expected(e["claim"], a, b, here).measured == e["reason"]
+    e = {"model": CPU.model, "precision": CPU.precision, "claim": "hidden_similarity_rises", "arm": "tokyo",
+         "measured": "holds", "reason": "holds: ...", "adapter_keys": ["k-tokyo"], "eval_hash": CPU.eval_hash()}
+    monkeypatch.setattr(expectations, "_measured", lambda: {(e["model"], e["precision"], e["claim"], e["arm"]): e})
+    monkeypatch.setattr(expectations, "adapter_keys", lambda a, b, cfg: ("k-tokyo",))   # as it was measured
+    assert expectations.expected(e["claim"], "tokyo", ORIGINAL, CPU).measured == e["reason"]
     other = "bf16" if e["precision"] != "bf16" else "fp32"
-    assert expectations.expected(e["claim"], a, b, ExperimentConfig.for_tier("cpu", precision=other)).measured is None
+    assert expectations.expected(e["claim"], "tokyo", ORIGINAL, ExperimentConfig.for_tier("cpu", precision=other)).measured is None
 
 
 def test_the_measured_exceptions_name_known_claims_and_arms():
@@ -185,6 +185,7 @@ class _Item:
     """Just enough of a pytest item for the claims conftest's collection hook."""
     def __init__(self, key, params):
         self.callspec, self.markers = type("C", (), {"params": params})(), [pytest.mark.claim(key).mark]
+        self.stash, self.nodeid = pytest.Stash(), f"test_{key}[{params.get('arm')}]"
 
     def get_closest_marker(self, name):
         return next((m for m in self.markers if m.name == name), None)
@@ -193,11 +194,13 @@ class _Item:
         self.markers.append(mark.mark)
 
 
-def test_a_measured_exception_is_a_strict_xfail_that_only_an_assertion_satisfies():
+def test_a_measured_exception_is_a_strict_xfail_that_only_an_assertion_satisfies(monkeypatch):
     from tests.claims import conftest
 
-    e = json.loads(expectations.MEASURED.read_text())["exceptions"][0]
-    assert e["model"] == CPU.model and e["precision"] == CPU.precision and "-vs-" not in e["arm"]
+    e = {"model": CPU.model, "precision": CPU.precision, "claim": "hidden_similarity_rises", "arm": "tokyo",
+         "measured": "holds", "reason": "holds: ...", "adapter_keys": ["k-tokyo"], "eval_hash": CPU.eval_hash()}
+    monkeypatch.setattr(expectations, "_measured", lambda: {(e["model"], e["precision"], e["claim"], e["arm"]): e})
+    monkeypatch.setattr(expectations, "adapter_keys", lambda a, b, cfg: ("k-tokyo",))
     item, other = _Item(e["claim"], {"cfg": "cpu", "arm": e["arm"]}), _Item("layer0_unchanged", {"cfg": "cpu", "arm": "paris"})
     conftest.pytest_collection_modifyitems(None, [item, other])
     xfail = item.get_closest_marker("xfail")

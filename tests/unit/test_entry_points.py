@@ -176,7 +176,7 @@ def _pytest_in_repo(*args, env=None):
 
 def test_a_run_that_stops_before_its_claims_keeps_latest_and_names_its_record_incomplete(tmp_path):
     """-x stops the run at a failure before the selected claim test runs: its record is written
-    as <stem>.incomplete.html/.json, latest-cpu.* stays as it was, and the run says where."""
+    as <stem>.incomplete.html/.json/.tidy.parquet, latest-cpu.* stays as it was, and the run says where."""
     (tmp_path / "test_stop_first.py").write_text("def test_stops_here():\n    assert False\n")
     before = _snapshot(REPO / "reports")
     r = _pytest_in_repo(str(tmp_path / "test_stop_first.py"), "tests/claims/test_claims.py", "-x",
@@ -186,7 +186,8 @@ def test_a_run_that_stops_before_its_claims_keeps_latest_and_names_its_record_in
     try:
         assert r.returncode == 1, r.stdout[-2000:]
         assert {p: h for p, h in after.items() if p in before} == before, "a file under reports/ was changed"
-        assert [Path(p).name.endswith((".incomplete.html", ".incomplete.json")) for p in new] == [True, True], new
+        assert sorted(Path(p).name.split(".", 1)[1] for p in new) == \
+            ["incomplete.html", "incomplete.json", "incomplete.tidy.parquet"], new
         html = next(p for p in new if p.endswith(".html"))
         assert "stopped before measuring every claim (0 of 1)" in r.stdout and html in r.stdout, r.stdout[-2000:]
     finally:
