@@ -79,7 +79,7 @@ def _paired(x: ClaimInputs, key: str, claim: str, test: str, unit: str, effect_n
     return _result(x, key=key, claim=claim, test=test, unit=unit, n=r.n, statistic_name="rank-biserial",
                    statistic=r.rank_biserial, effect_name=effect_name, effect=r.mean, effect_ci=r.ci, p=r.p,
                    p_adj=None, p_decision=r.p, verdict=outcome, criterion=_rule(x, also[0] if also else ""),
-                   details={**details, "rank_biserial": r.rank_biserial})
+                   details={**details, "rank_biserial": r.rank_biserial}, units={"difference": np.asarray(d)})
 
 
 def _over_layers(x: ClaimInputs, key: str, claim: str, d: ByLayer, what: str, a: str | None = None,
@@ -107,7 +107,7 @@ def _over_layers(x: ClaimInputs, key: str, claim: str, d: ByLayer, what: str, a:
         unit="prompt pairs", n=r.n, statistic_name="rank-biserial of the per-pair mean",
         statistic=r.rank_biserial, effect_name=f"mean {what} over layers {d.layers[0]}..{d.layers[-1]}",
         effect=r.mean, effect_ci=r.ci, p=r.p, p_adj=None, p_decision=r.p, verdict=r.verdict(x.alpha),
-        criterion=_rule(x), details=details)
+        criterion=_rule(x), details=details, units={"difference_by_layer": d.x, "difference": d.per_pair()})
 
 
 def adjust_family(results, alpha: float) -> None:
@@ -441,6 +441,7 @@ def foo_became_city(x: ClaimInputs, adapters: list[str]) -> ClaimResult:
                                f"{words} comparison cities, layers 1..L-1",
                    effect=r.mean, effect_ci=r.ci, p=r.p, p_adj=None, p_decision=r.p, verdict=r.verdict(x.alpha),
                    criterion=_rule(x).replace("CI", "t CI") + " (the primary test: no multiplicity correction)",
+                   units={"adapter_mean_specificity": means},
                    details={"adapters": list(adapters), "per_adapter_mean": means, "cohens_d": r.cohens_d,
                             "per_adapter_pairs_sd": [float(per_pair[v].std(ddof=1)) for v in adapters],
                             "smallest_effect_of_interest_d": SMALLEST_EFFECT_ACROSS_ADAPTERS,
