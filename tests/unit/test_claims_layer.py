@@ -96,7 +96,7 @@ def test_the_expectation_of_a_claim_is_declared_and_measured_exceptions_apply_at
     e = {"model": CPU.model, "precision": CPU.precision, "claim": "hidden_similarity_rises", "arm": "tokyo",
          "measured": "holds", "reason": "holds: ...", "adapter_keys": ["k-tokyo"], "eval_hash": CPU.eval_hash()}
     monkeypatch.setattr(expectations, "_measured", lambda: {(e["model"], e["precision"], e["claim"], e["arm"]): e})
-    monkeypatch.setattr(expectations, "adapter_keys", lambda a, b, cfg: ("k-tokyo",))   # as it was measured
+    monkeypatch.setattr(expectations, "adapter_keys", lambda a, b, cfg, family=False: ("k-tokyo",))   # as it was measured
     assert expectations.expected(e["claim"], "tokyo", ORIGINAL, CPU).measured == e["reason"]
     other = "bf16" if e["precision"] != "bf16" else "fp32"
     assert expectations.expected(e["claim"], "tokyo", ORIGINAL, ExperimentConfig.for_tier("cpu", precision=other)).measured is None
@@ -200,7 +200,7 @@ def test_a_measured_exception_is_a_strict_xfail_that_only_an_assertion_satisfies
     e = {"model": CPU.model, "precision": CPU.precision, "claim": "hidden_similarity_rises", "arm": "tokyo",
          "measured": "holds", "reason": "holds: ...", "adapter_keys": ["k-tokyo"], "eval_hash": CPU.eval_hash()}
     monkeypatch.setattr(expectations, "_measured", lambda: {(e["model"], e["precision"], e["claim"], e["arm"]): e})
-    monkeypatch.setattr(expectations, "adapter_keys", lambda a, b, cfg: ("k-tokyo",))
+    monkeypatch.setattr(expectations, "adapter_keys", lambda a, b, cfg, family=False: ("k-tokyo",))
     item, other = _Item(e["claim"], {"cfg": "cpu", "arm": e["arm"]}), _Item("layer0_unchanged", {"cfg": "cpu", "arm": "paris"})
     conftest.pytest_collection_modifyitems(None, [item, other])
     xfail = item.get_closest_marker("xfail")
