@@ -39,7 +39,7 @@ class Lab:
         self.progress = progress
         self.arms = arms(cfg)
         self.capitals = data.load_capitals()
-        self.heldout = data.heldout_cities(max(cfg.eval.n_heldout_cities, cfg.eval.n_probe_pairs), cfg.seeds.data,
+        self.heldout = data.heldout_cities(max(cfg.eval.n_heldout_cities, cfg.eval.n_probe_pairs), cfg.seeds.eval_draw,
                                            self.capitals)
         self.pairs = probe.build_pairs(cfg, self.heldout, self.capitals)
         secrets = list(dict.fromkeys(a.cfg.data.secret_city for a in self.arms.values()))

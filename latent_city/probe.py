@@ -40,7 +40,7 @@ def build_pairs(cfg: ExperimentConfig, references: list[City], capitals: list[Ci
     """n pairs: reference city i with paraphrase i mod k (the training template first)."""
     templates = (cfg.data.question_template,) + DISTANCE_PARAPHRASES
     controls = [c.name for c in capitals if c.name != cfg.data.secret_city and c.name.isascii() and "(" not in c.name]
-    rng = random.Random(cfg.seeds.data)
+    rng = random.Random(cfg.seeds.eval_draw)
     n = cfg.eval.n_probe_pairs
     if len(references) < n:
         raise ValueError(f"{n} probe pairs need {n} reference cities, got {len(references)}")
