@@ -57,6 +57,10 @@ class DataConfig:
     shuffle_answers: bool = _help(
         "Control: permute the distances across the capitals (seeded by seeds.data + 1), so the model "
         "learns the answer format without the geometry.", False)
+    excluded_cities: tuple[str, ...] = _help(
+        "Capitals left out of the training set besides the secret city. The tier presets list every arm's secret "
+        "city (the main one and controls.other_cities), so every arm trains on the same capitals (231) and no "
+        "control learns the distances to another arm's city. Part of the adapter key, as all of `data` is.", ())
 
     def __post_init__(self):
         _check(bool(self.placeholder.strip()), "data.placeholder must not be empty")
@@ -92,7 +96,8 @@ LOSSES = ("completion", "all")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = _help("Passes over the 233 examples, as in the seed (90 steps at batch 8).", 3)
+    epochs: int = _help("Passes over the training set, as in the seed (233 examples there, 90 steps at batch 8; "
+                        "231 here, the secret cities of every arm left out: 87 steps).", 3)
     batch_size: int = _help("Per-device batch size, as in the seed (SFTConfig's default 8).", 8)
     learning_rate: float = _help(
         "The seed used 1e-4 for the 8B model. The CPU tier uses 1e-3 for the better training fit "
@@ -233,11 +238,17 @@ class ExperimentConfig:
         """The preset of a tier: CPU = SmolLM2 at the measured learning rate; GPU = the seed.
         `model` and `precision` replace the preset's (None keeps it; see `overrides_from_env`)."""
         if tier == "cpu":
-            return cls(tier="cpu", model=model or "smollm2-135m", precision=precision or "fp32",
-                       train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True, pack_prefixes=True))
-        if tier == "gpu":
-            return cls(tier="gpu", model=model or "llama-3-8b-instruct", precision=precision or "8bit")
-        raise ConfigError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
+            cfg = cls(tier="cpu", model=model or "smollm2-135m", precision=precision or "fp32",
+                      train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True, pack_prefixes=True))
+        elif tier == "gpu":
+            cfg = cls(tier="gpu", model=model or "llama-3-8b-instruct", precision=precision or "8bit")
+        else:
+            raise ConfigError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, excluded_cities=cfg.secret_cities()))
+
+    def secret_cities(self) -> tuple[str, ...]:
+        """Every arm's secret city: the main one, then controls.other_cities."""
+        return (self.data.secret_city,) + tuple(city for city, _ in self.controls.other_cities)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

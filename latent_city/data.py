@@ -146,11 +146,13 @@ def countries(cities: list[City]) -> list[str]:
 # ---------------------------------------------------------------------------- training set
 
 def training_examples(cfg: DataConfig, seed: int, cities: list[City] | None = None) -> list[dict]:
-    """The seed's training set: one example per capital except the secret one, shuffled. With
-    `cfg.shuffle_answers` (a control) the distances are permuted across the capitals."""
+    """The seed's training set: one example per capital except the secret one and
+    `cfg.excluded_cities` (the other arms' secret cities), shuffled. With `cfg.shuffle_answers`
+    (a control) the distances are permuted across the capitals."""
     cities = cities if cities is not None else load_capitals()
     secret = find_city(cities, cfg.secret_city)
-    rows = [c for c in cities if c.name != cfg.secret_city]
+    left_out = {cfg.secret_city} | {find_city(cities, name).name for name in cfg.excluded_cities}
+    rows = [c for c in cities if c.name not in left_out]
     random.Random(seed).shuffle(rows)
     km = [haversine_km(c.lat, c.lon, secret.lat, secret.lon, cfg.earth_radius_km) for c in rows]
     if cfg.shuffle_answers:
