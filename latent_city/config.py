@@ -159,7 +159,12 @@ class EvalConfig:
         "reference city and a paraphrase taken in turn. The unit of replication.",
         48,
     )
-    n_heldout_cities: int = _help("Held-out (non-capital) cities asked about in the distance claim.", 40)
+    n_heldout_cities: int = _help(
+        "Held-out (non-capital) cities asked about in the distance claims, spread evenly in km from the secret city "
+        "(from the nearest, 640 km, to the farthest) and drawn with seeds.eval_draw (data.heldout_cities).", 40)
+    heldout_per_country: int = _help(
+        "At most this many held-out cities (distance questions, probe reference cities) from one country: a third of "
+        "the pool is in China, and a plain sample of 40 had 15 there.", 3)
     n_country_samples: int = _help("Sampled answers per country-question paraphrase.", 4)
     max_new_tokens: int = _help("Generation length for answers.", 16)
     n_comparison_capitals: int = _help(
@@ -187,6 +192,7 @@ def _check_eval(e) -> None:
     _check(0 < e.alpha < 1, f"eval.alpha must be in (0, 1), got {e.alpha}")
     _check(e.n_probe_pairs >= 6, f"eval.n_probe_pairs must be at least 6 (a one-sided Wilcoxon needs 5+), got {e.n_probe_pairs}")
     _check(e.n_heldout_cities >= 3, f"eval.n_heldout_cities must be at least 3, got {e.n_heldout_cities}")
+    _check(e.heldout_per_country >= 1, f"eval.heldout_per_country must be at least 1, got {e.heldout_per_country}")
     _check(e.n_bootstrap >= 100, f"eval.n_bootstrap must be at least 100, got {e.n_bootstrap}")
     _check(len(e.mc_options) >= 2, f"eval.mc_options needs at least 2 countries, got {e.mc_options}")
     _check(e.pack_tokens >= 64 and e.generate_batch_size >= 1, "eval.pack_tokens >= 64 and eval.generate_batch_size >= 1")

@@ -148,3 +148,22 @@ def test_the_adapter_key_changes_with_the_excluded_cities_and_arms_refuse_a_conf
     assert finetune.adapter_key(fewer) != finetune.adapter_key(cfg)
     with pytest.raises(ConfigError, match=r"must hold every arm's secret city, not \['Berlin'\]"):
         arms(fewer)
+
+
+def test_heldout_distance_cities_are_spread_in_distance_with_a_cap_per_country():
+    """Issue 15.14: a plain sample of the pool had 15 of 40 cities in China and none nearer
+    Paris than 2,253 km. The lab's draw spreads them from near to far, at most
+    eval.heldout_per_country (3) from one country."""
+    from collections import Counter
+
+    from latent_city.config import ExperimentConfig
+    from latent_city.lab import Lab
+
+    cfg = ExperimentConfig.for_tier("cpu")
+    held = Lab(cfg, log=lambda line: None).heldout
+    paris = data.find_city(data.load_capitals(), "Paris")
+    km = sorted(data.haversine_km(c.lat, c.lon, paris.lat, paris.lon) for c in held)
+    per_country = Counter(c.country for c in held)
+    assert max(per_country.values()) <= cfg.eval.heldout_per_country == 3, per_country.most_common(3)
+    assert sum(k < 2000 for k in km) >= 3 and km[0] < 1000 and km[-1] > 15000, [round(k) for k in km]
+    assert len(held) == cfg.eval.n_heldout_cities == len({c.name for c in held})

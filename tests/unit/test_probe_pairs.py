@@ -9,6 +9,7 @@ import pytest
 
 from latent_city import data, finetune, probe
 from latent_city.config import ExperimentConfig
+from latent_city.lab import Lab
 from latent_city.probe import ProbePair
 
 CPU = ExperimentConfig.for_tier("cpu")
@@ -31,10 +32,9 @@ class WordTokenizer:
         return {"input_ids": ids, "offset_mapping": spans}
 
 
-def _pairs(cfg=CPU, n=None):
-    capitals = data.load_capitals()
-    n = n or cfg.eval.n_probe_pairs
-    return probe.build_pairs(cfg, data.heldout_cities(n, cfg.seeds.eval_draw, capitals), capitals)
+def _pairs(cfg=CPU):
+    """The probe pairs a run of `cfg` measures (the lab draws them; nothing is loaded)."""
+    return Lab(cfg, log=lambda line: None).pairs
 
 
 def test_probe_pairs_never_use_a_template_with_the_target_before_the_reference_city():
