@@ -317,7 +317,8 @@ def distance_error_falls(x: ClaimInputs) -> ClaimResult:
                    test="Wilcoxon signed-rank on |log(answer / truth)| of b minus a, one-sided; unparsed = worst",
                    unit="held-out cities", n=len(d), statistic_name="rank-biserial", statistic=float(rb[0]),
                    effect_name="median error reduction, |log(answer/truth)| (cities both answered)",
-                   effect=float(np.median(eb[both] - ea[both])) if both.any() else float("nan"), effect_ci=None, p=p, p_adj=None, p_decision=p,
+                   effect=float(np.median(eb[both] - ea[both])) if both.any() else float("nan"), effect_ci=None,
+                   p=p, p_adj=None, p_decision=p,
                    holds=p < x.alpha, criterion=f"p < {x.alpha} (an unparsed answer ranks as the worst error)",
                    details={"truth": f"great-circle km to {ans.target}, the city the claim is about (on a control "
                                      f"arm too, not the control's own secret city)",

@@ -34,7 +34,8 @@ def _help(text: str, default):
 class Seeds:
     """Every source of randomness, in one place (as lm-evaluation-harness logs them)."""
 
-    data: int = _help("Shuffles the training set (and, plus 1, the shuffled control's distances); in the adapter key.", 42)
+    data: int = _help("Shuffles the training set (and, plus 1, the shuffled control's distances); in the adapter "
+                      "key.", 42)
     eval_draw: int = _help(
         "Draws the evaluation: the held-out cities (distance questions and probe reference cities), each probe "
         "pair's control capital, and through them the comparison cities (which leave the reference cities out). "

@@ -2,9 +2,10 @@
 
 A prompt pair differs only in the target word ("... Houston and foo?" vs "... Houston and
 Paris?"). Each pair has its own reference city and a paraphrase taken in turn (only those
-that name the reference city before the target); it is the unit of replication. The same slot is filled with every comparison city (the secret cities
-of the arms and ~50 capitals and non-capitals near and far) and with a control capital of
-the pair's own, so the gain towards the secret city can be ranked against other cities.
+that name the reference city before the target); it is the unit of replication. The same
+slot is filled with every comparison city (the secret cities of the arms and ~50 capitals
+and non-capitals near and far) and with a control capital of the pair's own, so the gain
+towards the secret city can be ranked against other cities.
 
 The compared position is the last token of the target word, found from the tokenizer's
 character offsets (names can be several tokens, so the two prompts can differ in length).
