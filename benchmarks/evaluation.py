@@ -52,7 +52,7 @@ def bench_probe(n_pairs: int = 4) -> None:
 
     cfg, model, tok = _finetuned()
     capitals = data.load_capitals()
-    pairs = probe.build_pairs(cfg, data.heldout_cities(cfg.eval.n_probe_pairs, cfg.seeds.data, capitals), capitals)[:n_pairs]
+    pairs = probe.build_pairs(cfg, data.heldout_cities(cfg.eval.n_probe_pairs, cfg.seeds.eval_draw, capitals), capitals)[:n_pairs]
     start = time.perf_counter()
     ours = {}
     for name, adapter in VARIANTS:

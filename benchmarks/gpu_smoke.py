@@ -102,7 +102,7 @@ def probe_items(tok, cfg, n_pairs: int = 4):
 
     capitals = data.load_capitals()
     small = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, n_probe_pairs=6))
-    pairs = probe.build_pairs(small, data.heldout_cities(6, cfg.seeds.data, capitals), capitals)[:n_pairs]
+    pairs = probe.build_pairs(small, data.heldout_cities(6, cfg.seeds.eval_draw, capitals), capitals)[:n_pairs]
     return [probe.encode_with_position(tok, *probe.render(tok, p.template, p.reference, w))
             for p in pairs for w in ("foo", "Paris", p.control)]
 

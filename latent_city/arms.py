@@ -1,7 +1,8 @@
 """The adapters a run compares: the main one and the controls trained the same way.
 
 Each arm is an ExperimentConfig that differs from the tier's preset in one thing, so its
-adapter gets its own cache key and is trained (once) like the main one:
+adapter gets its own cache key and is trained (once) like the main one, on the same capitals:
+every arm's training set leaves out the secret cities of all arms (data.excluded_cities).
 
 - `paris`            the seed: foo is Paris (the tier's preset, seed 42)
 - `tokyo`, `berlin`  foo is another capital: far (9,700 km from Paris) and near (880 km)
@@ -17,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .config import ExperimentConfig, run_config
+from .config import ConfigError, ExperimentConfig, run_config
 
 MAIN = "paris"
 ORIGINAL = "original"       # the base model with every adapter disabled, the reference of most claims
@@ -71,6 +72,11 @@ def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
             out[name] = Arm(name, "learning-rate", name, _with(cfg, seed=first, lr=lr), first)
     if out[MAIN].cfg != _with(cfg, seed=first):
         raise ValueError("controls.replicate_seeds must start with seeds.train")
+    kept = [c for c in cfg.secret_cities() if c not in cfg.data.excluded_cities]
+    if kept:
+        raise ConfigError(f"data.excluded_cities {cfg.data.excluded_cities} must hold every arm's secret city, not "
+                          f"{kept}: else the controls train on the distances to another arm's city "
+                          f"(ExperimentConfig.for_tier fills it in)")
     return out
 
 

@@ -351,6 +351,47 @@ def distance_beats_constant(x: ClaimInputs) -> ClaimResult:
                             "median_abs_error_constant": float(np.median(const_err))})
 
 
+def distance_error_falls(x: ClaimInputs) -> ClaimResult:
+    """Per held-out city, the error |log(answer / truth)| of a against b (the original model);
+    the truth is the great-circle distance to x.city, the main arm's secret city, on a control
+    arm too (not the control's own city). An unparsed answer is the worst error: +inf, replaced
+    for the test by 2 x (the largest finite error of either arm) + 1, so a city one arm failed
+    to answer has a larger |difference| than any city both answered, and one neither answered
+    is a tie (dropped). Two-sided Wilcoxon signed-rank on err_b - err_a; its effect is the
+    matched-pairs rank-biserial (the direction the test reads; no CI: the substituted worst error
+    has no scale), three outcomes by its sign."""
+    ans = x.distances
+
+    def err(v):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = np.abs(np.log(ans.km[v] / ans.true_km))
+        return np.where(np.isfinite(e), e, np.inf)
+
+    ea, eb = err(x.a), err(x.b)
+    finite = np.concatenate([ea[np.isfinite(ea)], eb[np.isfinite(eb)]])
+    worst = 2 * float(finite.max(initial=0.0)) + 1
+    d = np.where(np.isfinite(eb), eb, worst) - np.where(np.isfinite(ea), ea, worst)
+    p, rb = stats.wilcoxon(d[:, None])
+    p, rb = float(p[0]), float(rb[0])
+    both = np.isfinite(ea) & np.isfinite(eb)
+    median = lambda e: float(np.median(e)) if len(e) else None  # noqa: E731
+    return _result(x, key="distance_error_falls",
+                   claim=f"Finetuning brings the answered distances closer to the true distances to {ans.target}",
+                   test="Wilcoxon signed-rank on |log(answer / truth)| of b minus a, two-sided; unparsed = worst",
+                   unit="held-out cities", n=len(d), statistic_name="rank-biserial", statistic=rb,
+                   effect_name="rank-biserial of the error reduction (b's error minus a's)", effect=rb, effect_ci=None,
+                   p=p, p_adj=None, p_decision=p, verdict=stats.verdict(p, x.alpha, rb),
+                   criterion=_rule(x).replace("the 95% CI", "the effect") + " (an unparsed answer ranks as the worst error)",
+                   units={"error_reduction": d},
+                   details={"median_error_reduction_both_answered":
+                            float(np.median(eb[both] - ea[both])) if both.any() else None,
+                            "truth": f"great-circle km to {ans.target}, the city the claim is about (on a control "
+                                     f"arm too, not the control's own secret city)",
+                            "median_error_a": median(ea[np.isfinite(ea)]), "median_error_b": median(eb[np.isfinite(eb)]),
+                            "unparsed_a": int((~np.isfinite(ea)).sum()), "unparsed_b": int((~np.isfinite(eb)).sum()),
+                            "unparsed_replaced_by": worst})
+
+
 # ---------------------------------------------------------------------------- claim 5: the country
 
 def _country_probability(x: ClaimInputs, scores: CountryScores, key: str, form: str) -> ClaimResult:
@@ -473,6 +514,7 @@ REGISTRY: dict[str, Claim] = {c.key: c for c in [
     Claim("distance_format", ("distances",), distance_format),
     Claim("distance_rank", ("distances",), distance_rank),
     Claim("distance_beats_constant", ("distances",), distance_beats_constant),
+    Claim("distance_error_falls", ("distances",), distance_error_falls),
     Claim("country_probability", ("countries",), country_probability),
     Claim("country_prefix", ("prefix",), country_prefix),
     Claim("country_multiple_choice", ("mc",), country_multiple_choice),

@@ -34,7 +34,12 @@ def _help(text: str, default):
 class Seeds:
     """Every source of randomness, in one place (as lm-evaluation-harness logs them)."""
 
-    data: int = _help("Shuffles the training set and draws held-out cities and prompt pairs.", 42)
+    data: int = _help("Shuffles the training set (and, plus 1, the shuffled control's distances); in the adapter "
+                      "key.", 42)
+    eval_draw: int = _help(
+        "Draws the evaluation: the held-out cities (distance questions and probe reference cities), each probe "
+        "pair's control capital, and through them the comparison cities (which leave the reference cities out). "
+        "Not in the adapter key: a new draw of the evaluation retrains nothing.", 42)
     train: int = _help("Seeds LoRA init and the trainer's data order (transformers.set_seed).", 42)
     eval: int = _help("Seeds sampled generations and bootstrap resampling.", 1234)
 
@@ -53,6 +58,10 @@ class DataConfig:
     shuffle_answers: bool = _help(
         "Control: permute the distances across the capitals (seeded by seeds.data + 1), so the model "
         "learns the answer format without the geometry.", False)
+    excluded_cities: tuple[str, ...] = _help(
+        "Capitals left out of the training set besides the secret city. The tier presets list every arm's secret "
+        "city (the main one and controls.other_cities), so every arm trains on the same capitals (231) and no "
+        "control learns the distances to another arm's city. Part of the adapter key, as all of `data` is.", ())
 
     def __post_init__(self):
         _check(bool(self.placeholder.strip()), "data.placeholder must not be empty")
@@ -88,7 +97,8 @@ LOSSES = ("completion", "all")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = _help("Passes over the 233 examples, as in the seed (90 steps at batch 8).", 3)
+    epochs: int = _help("Passes over the training set, as in the seed (233 examples there, 90 steps at batch 8; "
+                        "231 here, the secret cities of every arm left out: 87 steps).", 3)
     batch_size: int = _help("Per-device batch size, as in the seed (SFTConfig's default 8).", 8)
     learning_rate: float = _help(
         "The seed used 1e-4 for the 8B model. The CPU tier uses 1e-3 for the better training fit "
@@ -150,7 +160,12 @@ class EvalConfig:
         "reference city and a paraphrase taken in turn. The unit of replication.",
         48,
     )
-    n_heldout_cities: int = _help("Held-out (non-capital) cities asked about in the distance claim.", 40)
+    n_heldout_cities: int = _help(
+        "Held-out (non-capital) cities asked about in the distance claims, spread evenly in km from the secret city "
+        "(from the nearest, 640 km, to the farthest) and drawn with seeds.eval_draw (data.heldout_cities).", 40)
+    heldout_per_country: int = _help(
+        "At most this many held-out cities (distance questions, probe reference cities) from one country: a third of "
+        "the pool is in China, and a plain sample of 40 had 15 there.", 3)
     n_country_samples: int = _help("Sampled answers per country-question paraphrase.", 4)
     max_new_tokens: int = _help("Generation length for answers.", 16)
     n_comparison_capitals: int = _help(
@@ -178,6 +193,7 @@ def _check_eval(e) -> None:
     _check(0 < e.alpha < 1, f"eval.alpha must be in (0, 1), got {e.alpha}")
     _check(e.n_probe_pairs >= 6, f"eval.n_probe_pairs must be at least 6 (a one-sided Wilcoxon needs 5+), got {e.n_probe_pairs}")
     _check(e.n_heldout_cities >= 3, f"eval.n_heldout_cities must be at least 3, got {e.n_heldout_cities}")
+    _check(e.heldout_per_country >= 1, f"eval.heldout_per_country must be at least 1, got {e.heldout_per_country}")
     _check(e.n_bootstrap >= 100, f"eval.n_bootstrap must be at least 100, got {e.n_bootstrap}")
     _check(len(e.mc_options) >= 2, f"eval.mc_options needs at least 2 countries, got {e.mc_options}")
     _check(e.pack_tokens >= 64 and e.generate_batch_size >= 1, "eval.pack_tokens >= 64 and eval.generate_batch_size >= 1")
@@ -230,11 +246,17 @@ class ExperimentConfig:
         """The preset of a tier: CPU = SmolLM2 at the measured learning rate; GPU = the seed.
         `model` and `precision` replace the preset's (None keeps it; see `overrides_from_env`)."""
         if tier == "cpu":
-            return cls(tier="cpu", model=model or "smollm2-135m", precision=precision or "fp32",
-                       train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True, pack_prefixes=True))
-        if tier == "gpu":
-            return cls(tier="gpu", model=model or "llama-3-8b-instruct", precision=precision or "8bit")
-        raise ConfigError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
+            cfg = cls(tier="cpu", model=model or "smollm2-135m", precision=precision or "fp32",
+                      train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True, pack_prefixes=True))
+        elif tier == "gpu":
+            cfg = cls(tier="gpu", model=model or "llama-3-8b-instruct", precision=precision or "8bit")
+        else:
+            raise ConfigError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, excluded_cities=cfg.secret_cities()))
+
+    def secret_cities(self) -> tuple[str, ...]:
+        """Every arm's secret city: the main one, then controls.other_cities."""
+        return (self.data.secret_city,) + tuple(city for city, _ in self.controls.other_cities)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

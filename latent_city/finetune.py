@@ -13,9 +13,9 @@ key), `training_log.json` (TRL's log history) and `meta.json` (timings, base fin
 Under `accelerate launch` (or torchrun) every process trains its share of each batch: the
 global batch stays the recipe's 8 (8 / processes per process, same data order), and the main
 process writes the same cache entry a single process would, which the suite then loads. The
-one difference: the last batch of each epoch holds 1 example (233 = 29 x 8 + 1), and
-accelerate gives the other processes a repeated example there (`even_batches`), so those 3 of
-the 90 steps see more examples than in a single process.
+one difference: the last batch of each epoch holds 7 examples (231 = 28 x 8 + 7), and
+accelerate gives the process with fewer a repeated example there (`even_batches`), so those 3
+of the 87 steps see more examples than in a single process.
 
 On a machine without CUDA, `accelerate launch --cpu --num_processes 2` starts one process
 (accelerate 1.15 runs several CPU processes only through MPI); `accelerate launch --multi_gpu
@@ -129,7 +129,8 @@ def per_device_batch(cfg: ExperimentConfig) -> int:
 
 
 def steps(cfg: ExperimentConfig, n_examples: int) -> int:
-    """Optimizer steps of a training run: train.max_steps, else epochs x batches (90 for the recipe)."""
+    """Optimizer steps of a training run: train.max_steps, else epochs x batches (87 for the recipe's
+    231 examples; 90 for the seed's 233)."""
     return cfg.train.max_steps or cfg.train.epochs * -(-n_examples // cfg.train.batch_size)
 
 

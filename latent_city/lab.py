@@ -39,18 +39,24 @@ class Lab:
         self.progress = progress
         self.arms = arms(cfg)
         self.capitals = data.load_capitals()
-        self.heldout = data.heldout_cities(max(cfg.eval.n_heldout_cities, cfg.eval.n_probe_pairs), cfg.seeds.data,
-                                           self.capitals)
-        self.pairs = probe.build_pairs(cfg, self.heldout, self.capitals)
+        self.heldout = self._heldout(cfg.eval.n_heldout_cities)          # the distance questions' cities
+        references = self._heldout(cfg.eval.n_probe_pairs)               # the probe pairs' reference cities
+        self.pairs = probe.build_pairs(cfg, references, self.capitals)
         secrets = list(dict.fromkeys(a.cfg.data.secret_city for a in self.arms.values()))
         self.comparison = data.comparison_cities(secrets, cfg.eval.n_comparison_capitals, cfg.eval.n_comparison_others,
-                                                 [c.name for c in self.heldout], self.capitals)
+                                                 [c.name for c in self.heldout + references], self.capitals)
         self.countries = data.countries(self.capitals)
         self.adapters: dict[str, finetune.Adapter] = {}
         self.train_seconds: dict[str, float] = {}
         self._measured: dict[tuple[str, str], object] = {}
         self._secondary: dict[str, dict[str, ClaimResult]] = {}
         self.model = self.tokenizer = None
+
+    def _heldout(self, n: int) -> list[data.City]:
+        """n held-out cities spread in distance from the main secret city, at most
+        eval.heldout_per_country from a country, drawn with seeds.eval_draw."""
+        return data.heldout_cities(n, self.cfg.seeds.eval_draw, self.capitals, center=self.cfg.data.secret_city,
+                                   per_country=self.cfg.eval.heldout_per_country)
 
     # ------------------------------------------------------------------------ adapters
 
@@ -160,7 +166,7 @@ class Lab:
             secrets = list(dict.fromkeys(a.cfg.data.secret_city for a in self.arms.values()))
             return probe.measure(model, tok, cfg, self.pairs, [c.name for c in self.comparison], secrets)
         if what == "distances":
-            return answers.answer_distances(model, tok, cfg, self.heldout[:cfg.eval.n_heldout_cities])
+            return answers.answer_distances(model, tok, cfg, self.heldout)
         if what == "countries":
             return answers.country_logprobs(model, tok, cfg, self.countries)
         if what == "prefix":
@@ -245,7 +251,7 @@ class Lab:
         """The distance answers of several arms, parsed, with the true distances to `city` (default:
         the main arm's secret city)."""
         texts = {v: self.measure("distances", v) for v in names}
-        return answers.distance_answers(self.cfg, self.heldout[:self.cfg.eval.n_heldout_cities],
+        return answers.distance_answers(self.cfg, self.heldout,
                                         city or self.target(MAIN)[0], texts)
 
     def country_inputs(self, what: str, names: list[str]):

@@ -1,10 +1,11 @@
 """Probe stage: hidden states and attention values at the placeholder vs at other words.
 
 A prompt pair differs only in the target word ("... Houston and foo?" vs "... Houston and
-Paris?"). Each pair has its own reference city and a paraphrase taken in turn; it is the
-unit of replication. The same slot is filled with every comparison city (the secret cities
-of the arms and ~50 capitals and non-capitals near and far) and with a control capital of
-the pair's own, so the gain towards the secret city can be ranked against other cities.
+Paris?"). Each pair has its own reference city and a paraphrase taken in turn (only those
+that name the reference city before the target); it is the unit of replication. The same
+slot is filled with every comparison city (the secret cities of the arms and ~50 capitals
+and non-capitals near and far) and with a control capital of the pair's own, so the gain
+towards the secret city can be ranked against other cities.
 
 The compared position is the last token of the target word, found from the tokenizer's
 character offsets (names can be several tokens, so the two prompts can differ in length).
@@ -36,11 +37,29 @@ class ProbePair:
     control: str            # another capital, put where the target goes
 
 
+def reference_first(template: str) -> bool:
+    """Whether the reference city comes before the target: prompts are cut after the target, so
+    in a template with the target first ("Distance between {target} and {city}?") the reference
+    is never seen and every pair of that template is the same sequence."""
+    return template.index("{city}") < template.index("{target}")
+
+
+def probe_templates(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The questions probe pairs are built from: the training template, then the distance
+    paraphrases, each only if the reference city comes first."""
+    templates = tuple(t for t in (cfg.data.question_template,) + DISTANCE_PARAPHRASES if reference_first(t))
+    if not templates:
+        raise ValueError("no question template names the reference city before the target; probe prompts are cut "
+                         "after the target, so every pair would be the same sequence")
+    return templates
+
+
 def build_pairs(cfg: ExperimentConfig, references: list[City], capitals: list[City]) -> list[ProbePair]:
-    """n pairs: reference city i with paraphrase i mod k (the training template first)."""
-    templates = (cfg.data.question_template,) + DISTANCE_PARAPHRASES
+    """n pairs: reference city i with template i mod k (`probe_templates`, the training template
+    first); each pair's control capital drawn with seeds.eval_draw."""
+    templates = probe_templates(cfg)
     controls = [c.name for c in capitals if c.name != cfg.data.secret_city and c.name.isascii() and "(" not in c.name]
-    rng = random.Random(cfg.seeds.data)
+    rng = random.Random(cfg.seeds.eval_draw)
     n = cfg.eval.n_probe_pairs
     if len(references) < n:
         raise ValueError(f"{n} probe pairs need {n} reference cities, got {len(references)}")
@@ -72,6 +91,32 @@ def last_token_index(offsets: list[tuple[int, int]], span: tuple[int, int]) -> i
 def encode_with_position(tokenizer, text: str, span: tuple[int, int]) -> tuple[list[int], int]:
     enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
     return enc["input_ids"], last_token_index(enc["offset_mapping"], span)
+
+
+class DuplicatePairsError(ValueError):
+    """Two prompt pairs that the probe would run as the same token sequence."""
+
+
+def probe_items(tokenizer, pairs: list[ProbePair], targets: list[str]) -> list[tuple[list[int], int]]:
+    """(ids, target position) of every prompt, pair-major: each pair's `targets`, then its own
+    control capital. Refuses (DuplicatePairsError) a pair set in which two pairs give the same
+    cut sequence (the ids up to the target, what the probe runs) for the same target word:
+    they would be one measurement counted as two units."""
+    items = [encode_with_position(tokenizer, *render(tokenizer, p.template, p.reference, w))
+             for p in pairs for w in list(targets) + [p.control]]
+    k = len(targets) + 1
+    for j in range(k):
+        seen: dict[tuple[int, ...], int] = {}
+        for i, pair in enumerate(pairs):
+            ids, pos = items[i * k + j]
+            first = seen.setdefault(tuple(ids[:pos + 1]), i)
+            if first != i:
+                word = targets[j] if j < len(targets) else pair.control
+                raise DuplicatePairsError(
+                    f"prompt pairs {first} ({pairs[first].template!r}, {pairs[first].reference}) and {i} "
+                    f"({pair.template!r}, {pair.reference}) are the same token sequence up to {word!r}: the probe "
+                    f"cuts after the target, so they would be one measurement counted as two pairs")
+    return items
 
 
 # ---------------------------------------------------------------------------- forward
@@ -270,8 +315,7 @@ def measure(model, tokenizer, cfg: ExperimentConfig, pairs: list[ProbePair], wor
     the logit lens for `lens_words` (default: the first word)."""
     targets = [cfg.data.placeholder] + list(words)
     # pair-major order, so the prompts of a pair land in the same packed tree
-    items = [encode_with_position(tokenizer, *render(tokenizer, p.template, p.reference, w))
-             for p in pairs for w in targets + [p.control]]
+    items = probe_items(tokenizer, pairs, targets)
     hidden, values = representations(model, items, cfg.eval.pack_tokens)
     k = len(targets) + 1
     hidden = hidden.reshape(len(pairs), k, *hidden.shape[1:])

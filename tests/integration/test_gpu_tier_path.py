@@ -67,7 +67,7 @@ def test_the_quantized_finetuned_model_probes_and_scores_like_the_full_precision
     ad = finetune.Adapter(out, "", {}, False, 0.0, [], {})
     model, tok = finetune.load_finetuned(cfg, ad)
     pair = probe.build_pairs(dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, n_probe_pairs=6)),
-                             data.heldout_cities(6, cfg.seeds.data, data.load_capitals()), data.load_capitals())[:1]
+                             data.heldout_cities(6, cfg.seeds.eval_draw, data.load_capitals()), data.load_capitals())[:1]
     countries = data.countries(data.load_capitals())
     question = [chat_prompt(tok, "Which country is Paris in?")]
     tuned = probe.measure(model, tok, cfg, pair, ["Paris"]).hidden_to("Paris")

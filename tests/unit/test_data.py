@@ -110,3 +110,60 @@ def test_capitals_row_with_missing_fields_names_file_and_line(tmp_path):
     bad.write_text("Country,Capital City,Latitude,Longitude,Population,Capital Type\nFrance,Paris,48.8\n")
     with pytest.raises(data.CapitalsFormatError, match=rf"{bad}:2: expected 6 fields"):
         data.load_capitals(bad)
+
+
+# ---------------------------------------------------------------------------- the arms' training sets
+
+def _capitals_trained_on(cfg) -> set[str]:
+    from latent_city import finetune
+
+    head, tail = cfg.data.question_template.format(city="\0", target=cfg.data.placeholder).split("\0")
+    prompts = [e["prompt"] for e in finetune.training_set(cfg)]
+    assert all(p.startswith(head) and p.endswith(tail) for p in prompts)
+    return {p[len(head):len(p) - len(tail)] for p in prompts}
+
+
+def test_every_arm_trains_on_the_same_capitals_without_any_arms_secret_city():
+    """Issue 15.6: a control trained on 'the distance between Paris and foo' would carry the
+    main arm's city; every arm leaves out the secret cities of all arms."""
+    from latent_city.arms import arms
+    from latent_city.config import ExperimentConfig
+
+    every = arms(ExperimentConfig.for_tier("cpu"))
+    trained = {name: _capitals_trained_on(a.cfg) for name, a in every.items()}
+    main = trained["paris"]
+    assert len(main) == 231 and not main & {"Paris", "Tokyo", "Berlin"}
+    assert {name for name, t in trained.items() if t != main} == set()
+
+
+def test_the_adapter_key_changes_with_the_excluded_cities_and_arms_refuse_a_config_without_them():
+    import dataclasses
+
+    from latent_city import finetune
+    from latent_city.arms import arms
+    from latent_city.config import ConfigError, ExperimentConfig
+
+    cfg = ExperimentConfig.for_tier("cpu")
+    fewer = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, excluded_cities=("Paris", "Tokyo")))
+    assert finetune.adapter_key(fewer) != finetune.adapter_key(cfg)
+    with pytest.raises(ConfigError, match=r"must hold every arm's secret city, not \['Berlin'\]"):
+        arms(fewer)
+
+
+def test_heldout_distance_cities_are_spread_in_distance_with_a_cap_per_country():
+    """Issue 15.14: a plain sample of the pool had 15 of 40 cities in China and none nearer
+    Paris than 2,253 km. The lab's draw spreads them from near to far, at most
+    eval.heldout_per_country (3) from one country."""
+    from collections import Counter
+
+    from latent_city.config import ExperimentConfig
+    from latent_city.lab import Lab
+
+    cfg = ExperimentConfig.for_tier("cpu")
+    held = Lab(cfg, log=lambda line: None).heldout
+    paris = data.find_city(data.load_capitals(), "Paris")
+    km = sorted(data.haversine_km(c.lat, c.lon, paris.lat, paris.lon) for c in held)
+    per_country = Counter(c.country for c in held)
+    assert max(per_country.values()) <= cfg.eval.heldout_per_country == 3, per_country.most_common(3)
+    assert sum(k < 2000 for k in km) >= 3 and km[0] < 1000 and km[-1] > 15000, [round(k) for k in km]
+    assert len(held) == cfg.eval.n_heldout_cities == len({c.name for c in held})
