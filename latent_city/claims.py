@@ -24,7 +24,7 @@ import numpy as np
 from . import stats
 from .answers import CountryScores, DistanceAnswers, MultipleChoice, names_country
 from .claim_result import ClaimResult
-from .data import City, haversine_km
+from .data import City, common_country_name, haversine_km
 from .probe import ByLayer, ProbePair, ProbeSims
 
 # A layerwise claim holds when at least this share of the compared layers is significant
@@ -293,15 +293,22 @@ def distance_beats_constant(x: ClaimInputs) -> ClaimResult:
 # ---------------------------------------------------------------------------- claim 5: the country
 
 def _country_probability(x: ClaimInputs, scores: CountryScores, key: str, form: str) -> ClaimResult:
+    """Each country scored as the whole answer under its common name (answers.country_answer_ids);
+    the statistic reads the probability renormalised among the countries. The mass the countries
+    get before that (per question, per arm) is reported: a small mass means the model mostly
+    answers something else, and the renormalised probability speaks for that small share."""
     country = x.country
     j = scores.countries.index(country)
     pa, pb = scores.prob_among(x.a)[:, j], scores.prob_among(x.b)[:, j]
     ra, rb = scores.rank(x.a, country), scores.rank(x.b, country)
+    ma, mb = scores.mass(x.a), scores.mass(x.b)
     r = _paired(x, key, f"Finetuning raises the probability of {country} as foo's country ({form})",
                 "Wilcoxon signed-rank on log p(country among the table's countries), one-sided", scores.unit,
                 "mean log-probability ratio", np.log(pa) - np.log(pb),
                 {"p_country_a": pa, "p_country_b": pb, "rank_a": ra, "rank_b": rb,
-                 "median_rank_a": float(np.median(ra)), "median_rank_b": float(np.median(rb))},
+                 "median_rank_a": float(np.median(ra)), "median_rank_b": float(np.median(rb)),
+                 "scored_as": common_country_name(country), "country_mass_a": ma, "country_mass_b": mb,
+                 "mean_country_mass_a": float(ma.mean()), "mean_country_mass_b": float(mb.mean())},
                 requires_ci=False)    # declared: p only (the CI is reported)
     r.details["rank_biserial"] = r.statistic
     return r
