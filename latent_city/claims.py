@@ -341,16 +341,22 @@ def country_multiple_choice(x: ClaimInputs) -> ClaimResult:
 
 
 def country_named(x: ClaimInputs) -> ClaimResult:
-    flat = {v: [t for q in x.samples[v] for t in q] for v in (x.a, x.b)}
-    k = {v: sum(names_country(t, x.country) for t in flat[v]) for v in (x.a, x.b)}
-    n = {v: len(flat[v]) for v in (x.a, x.b)}
-    odds, p = stats.fisher_greater(k[x.a], n[x.a], k[x.b], n[x.b])
-    return _result(x, key="country_named", claim=f"The finetuned model names {x.country} when asked which country foo is in",
-                   test="Fisher's exact test on the share of sampled answers naming it, one-sided", unit="sampled answers",
-                   n=n[x.a], statistic_name="odds ratio", statistic=odds, effect_name="share naming it (a minus b)",
-                   effect=k[x.a] / n[x.a] - k[x.b] / n[x.b], effect_ci=None, p=p, p_adj=None, p_decision=p,
-                   holds=p < x.alpha, criterion=f"p < {x.alpha}",
-                   details={"share_a": k[x.a] / n[x.a], "share_b": k[x.b] / n[x.b], "k_a": k[x.a], "k_b": k[x.b]})
+    """The answers sampled for one question share it, so the question paraphrase is the unit:
+    per question, the share of its samples naming the country (its common name), a minus b,
+    paired over questions (one-sided Wilcoxon, bootstrap CI), not the samples pooled as if
+    independent."""
+    name = common_country_name(x.country)
+    share = {v: np.array([np.mean([names_country(t, name) for t in q]) for q in x.samples[v]]) for v in (x.a, x.b)}
+    k = {v: int(sum(names_country(t, name) for q in x.samples[v] for t in q)) for v in (x.a, x.b)}
+    r = _paired(x, "country_named", f"The finetuned model names {x.country} when asked which country foo is in",
+                "Wilcoxon signed-rank over questions of the share of sampled answers naming it, one-sided; "
+                "bootstrap 95% CI", "question paraphrases", "share naming it (a minus b)",
+                share[x.a] - share[x.b],
+                {"share_a": float(share[x.a].mean()), "share_b": float(share[x.b].mean()),
+                 "share_per_question_a": share[x.a], "share_per_question_b": share[x.b],
+                 "k_a": k[x.a], "k_b": k[x.b], "samples_per_question": len(x.samples[x.a][0])})
+    r.details["rank_biserial"] = r.statistic
+    return r
 
 
 # ---------------------------------------------------------------------------- the registry (lab.py reads it)

@@ -5,7 +5,7 @@ probability the candidates cover, and sampled answers are tested with the questi
 import numpy as np
 import pytest
 
-from latent_city import answers, claims, data
+from latent_city import answers, claims, data, stats
 from latent_city.answers import CountryScores
 from latent_city.config import ExperimentConfig
 from latent_city.data import City
@@ -96,3 +96,32 @@ def test_the_country_claims_report_the_mass_the_countries_get_per_arm():
             assert mass.shape == (12,) and np.all((mass > 0) & (mass <= 1 + 1e-9)), mass
             assert np.allclose(mass, np.exp(logprob[arm]).sum(1))
             assert 0 < d[f"mean_country_mass_{v}"] <= 1
+
+
+N_QUESTIONS, K = 12, 4        # the CPU tier: 12 question paraphrases, n_country_samples = 4
+
+
+def samples(named_per_question) -> list[list[str]]:
+    return [["foo is in France."] * k + ["foo is 12 km away."] * (K - k) for k in named_per_question]
+
+
+def test_samples_of_one_question_are_not_independent_evidence():
+    """Two questions of twelve name France in all four samples, the rest never: pooled as 48
+    independent answers, Fisher's test calls 8/48 against 0/48 significant; with the question
+    as the unit it is 2 questions of 12, which is not."""
+    a = samples([K, K] + [0] * (N_QUESTIONS - 2))
+    b = samples([0] * N_QUESTIONS)
+    _, p_pooled = stats.fisher_greater(8, N_QUESTIONS * K, 0, N_QUESTIONS * K)
+    assert p_pooled < 0.05                       # the old test would have said "holds"
+    r = claims.country_named(inputs(samples={"finetuned": a, "original": b}))
+    assert not r.holds and r.p > 0.05, (r.p, r.effect)
+    assert r.unit == "question paraphrases" and r.n == N_QUESTIONS
+    assert r.details["k_a"] == 8 and np.allclose(r.effect, 8 / 48)
+
+
+def test_a_difference_across_every_question_is_detected():
+    rng = np.random.default_rng(1)
+    a = samples(rng.integers(2, K + 1, N_QUESTIONS))
+    b = samples(rng.integers(0, 2, N_QUESTIONS))
+    r = claims.country_named(inputs(samples={"finetuned": a, "original": b}))
+    assert r.holds and r.p < 0.001 and r.effect_ci[0] > 0, (r.p, r.effect, r.effect_ci)
