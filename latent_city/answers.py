@@ -3,11 +3,12 @@
 - `answer_distances`: held-out cities asked in paraphrased distance questions, answered
   greedily, parsed as "<number> km" (`distance_answers`).
 - `country_logprobs`: for paraphrases of "Which country is foo in?", the log-probability of
-  every country of the capitals table as the answer (the full name scored as a continuation
-  of the assistant's turn), packed as prefix trees with only the needed positions through
-  the LM head.
+  every country of the capitals table as the whole answer: its common name (data.COMMON_COUNTRY_NAMES)
+  followed by the chat template's end of turn, so that "Niger" is not counted as the start of
+  "Nigeria" (`country_answer_ids`). Packed as prefix trees with only the needed positions
+  through the LM head.
 - `prefix_logprobs`: the same with the answer begun for the model ("foo is a city in the
-  country of"), so it cannot answer with a distance.
+  country of"), so it cannot answer with a distance; there the name ends with ".".
 - `mc_logprobs`: a multiple-choice form (lettered countries, every order of the options).
 - `sampled_country_answers`: sampled answers to the free-form questions.
 
@@ -26,7 +27,7 @@ import numpy as np
 from .batching import chunks, forward_packed, pack_in_groups, pad
 from .config import ExperimentConfig
 from .data import (COUNTRY_ANSWER_PREFIXES, COUNTRY_PARAPHRASES, DISTANCE_PARAPHRASES,
-                   MULTIPLE_CHOICE_TEMPLATE, City, haversine_km)
+                   MULTIPLE_CHOICE_TEMPLATE, City, common_country_name, haversine_km)
 from .model import chat_prompt
 
 LETTERS = "ABCDEFGH"
@@ -122,10 +123,10 @@ def distance_answers(cfg: ExperimentConfig, cities: list[City], target: City,
 
 # ---------------------------------------------------------------------------- countries
 
-def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[str],
+def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[str] | list[list[int]],
                           max_tokens: int) -> np.ndarray:
     """[n_prompts, n_continuations]: sum of the token log-probabilities of each continuation
-    after each prompt.
+    (a text, or its token ids) after each prompt.
 
     Token k of a continuation is predicted at the position of token k-1 (token 0 at the
     prompt's last token), so only the prompt plus the continuation without its last token is
@@ -135,7 +136,8 @@ def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: l
     import torch
 
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    conts = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    conts = [list(c) if isinstance(c, (list, tuple)) else tokenizer(c, add_special_tokens=False)["input_ids"]
+             for c in continuations]
     if not all(conts):
         raise ValueError(f"empty continuation among {continuations!r}")
     pairs = [(i, j) for i in range(len(prompts)) for j in range(len(conts))]
@@ -174,9 +176,19 @@ def continuation_logprobs_unbatched(model, tokenizer, prompt: str, continuation:
 @dataclass
 class CountryScores:
     questions: list[str]
-    countries: list[str]
+    countries: list[str]                 # as the capitals table spells them (scored under common names)
     logprob: dict[str, np.ndarray]       # variant -> [n_questions, n_countries]
     unit: str = "question paraphrases"
+
+    @property
+    def names(self) -> list[str]:
+        """The names that were scored (data.COMMON_COUNTRY_NAMES), in `countries` order."""
+        return [common_country_name(c) for c in self.countries]
+
+    def mass(self, variant: str) -> np.ndarray:
+        """Per question, the total probability the countries get as the whole answer (before
+        renormalising among them): how much of the model's answer the candidates cover."""
+        return np.exp(self.logprob[variant]).sum(1)
 
     def prob_among(self, variant: str) -> np.ndarray:
         """Probability of each country renormalised over the table's countries."""
@@ -195,17 +207,43 @@ def country_questions(cfg: ExperimentConfig) -> list[str]:
     return [q.format(target=cfg.data.placeholder) for q in COUNTRY_PARAPHRASES]
 
 
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The token that closes an assistant's answer in the tokenizer's chat template (SmolLM2:
+    <|im_end|>; Llama 3: <|eot_id|>): the first token the template puts after the answer."""
+    marker = "Zyxwv"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "?"}, {"role": "assistant", "content": marker}],
+                                         tokenize=False)
+    after = text[text.rindex(marker) + len(marker):]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after.strip() else []
+    return ids[:1] or [tokenizer.eos_token_id]
+
+
+def country_answer_ids(tokenizer, countries: list[str], form: str) -> list[list[int]]:
+    """Per country (as the table spells it), the token ids scored as the answer: its common
+    name then the end of the answer. form "turn": the whole assistant turn, ended by the
+    end-of-turn token; form "sentence": after an answer begun for the model, " <name>." So no
+    candidate's tokens start another's ("Niger" and "Nigeria", "Guinea" and "Guinea-Bissau")."""
+    names = [common_country_name(c) for c in countries]
+    if form == "turn":
+        end = end_of_turn_ids(tokenizer)
+        return [tokenizer(n, add_special_tokens=False)["input_ids"] + end for n in names]
+    if form == "sentence":
+        return [tokenizer(f" {n}.", add_special_tokens=False)["input_ids"] for n in names]
+    raise ValueError(f"unknown answer form {form!r}; choose 'turn' or 'sentence'")
+
+
 def country_logprobs(model, tokenizer, cfg: ExperimentConfig, countries: list[str]) -> np.ndarray:
-    """[question paraphrases, countries]: each country's full name as the whole answer."""
+    """[question paraphrases, countries]: each country's common name as the whole answer."""
     prompts = [chat_prompt(tokenizer, q) for q in country_questions(cfg)]
-    return continuation_logprobs(model, tokenizer, prompts, countries, cfg.eval.pack_tokens)
+    return continuation_logprobs(model, tokenizer, prompts, country_answer_ids(tokenizer, countries, "turn"),
+                                 cfg.eval.pack_tokens)
 
 
 def prefix_logprobs(model, tokenizer, cfg: ExperimentConfig, countries: list[str]) -> np.ndarray:
     """[answer prefixes, countries]: the answer begun for the model ("foo is a city in the
-    country of"), each country (with its leading space) scored as the continuation."""
-    return continuation_logprobs(model, tokenizer, prefix_prompts(tokenizer, cfg), [" " + c for c in countries],
-                                 cfg.eval.pack_tokens)
+    country of"), each country's common name (with its leading space) and "." as the continuation."""
+    return continuation_logprobs(model, tokenizer, prefix_prompts(tokenizer, cfg),
+                                 country_answer_ids(tokenizer, countries, "sentence"), cfg.eval.pack_tokens)
 
 
 def prefix_prompts(tokenizer, cfg: ExperimentConfig) -> list[str]:

@@ -30,7 +30,7 @@ import numpy as np
 from . import stats
 from .answers import CountryScores, DistanceAnswers, MultipleChoice, names_country
 from .claim_result import ClaimResult
-from .data import City, haversine_km
+from .data import City, common_country_name, haversine_km
 from .probe import ByLayer, ProbePair, ProbeSims
 from .stats import CONTRADICTED, INCONCLUSIVE, SUPPORTED
 
@@ -395,15 +395,22 @@ def distance_error_falls(x: ClaimInputs) -> ClaimResult:
 # ---------------------------------------------------------------------------- claim 5: the country
 
 def _country_probability(x: ClaimInputs, scores: CountryScores, key: str, form: str) -> ClaimResult:
+    """Each country scored as the whole answer under its common name (answers.country_answer_ids);
+    the statistic reads the probability renormalised among the countries. The mass the countries
+    get before that (per question, per arm) is reported: a small mass means the model mostly
+    answers something else, and the renormalised probability speaks for that small share."""
     country = x.country
     j = scores.countries.index(country)
     pa, pb = scores.prob_among(x.a)[:, j], scores.prob_among(x.b)[:, j]
     ra, rb = scores.rank(x.a, country), scores.rank(x.b, country)
+    ma, mb = scores.mass(x.a), scores.mass(x.b)
     return _paired(x, key, f"Finetuning raises the probability of {country} as foo's country ({form})",
                    "Wilcoxon signed-rank on log p(country among the table's countries), two-sided; bootstrap CI",
                    scores.unit, "mean log-probability ratio", np.log(pa) - np.log(pb),
                    {"p_country_a": pa, "p_country_b": pb, "rank_a": ra, "rank_b": rb,
-                    "median_rank_a": float(np.median(ra)), "median_rank_b": float(np.median(rb))})
+                    "median_rank_a": float(np.median(ra)), "median_rank_b": float(np.median(rb)),
+                    "scored_as": common_country_name(country), "country_mass_a": ma, "country_mass_b": mb,
+                    "mean_country_mass_a": float(ma.mean()), "mean_country_mass_b": float(mb.mean())})
 
 
 def country_probability(x: ClaimInputs) -> ClaimResult:
@@ -432,17 +439,20 @@ def country_multiple_choice(x: ClaimInputs) -> ClaimResult:
 
 
 def country_named(x: ClaimInputs) -> ClaimResult:
-    flat = {v: [t for q in x.samples[v] for t in q] for v in (x.a, x.b)}
-    k = {v: sum(names_country(t, x.country) for t in flat[v]) for v in (x.a, x.b)}
-    n = {v: len(flat[v]) for v in (x.a, x.b)}
-    odds, p = stats.fisher(k[x.a], n[x.a], k[x.b], n[x.b])
-    effect = k[x.a] / n[x.a] - k[x.b] / n[x.b]
-    return _result(x, key="country_named", claim=f"The finetuned model names {x.country} when asked which country foo is in",
-                   test="Fisher's exact test on the share of sampled answers naming it, two-sided", unit="sampled answers",
-                   n=n[x.a], statistic_name="odds ratio", statistic=odds, effect_name="share naming it (a minus b)",
-                   effect=effect, effect_ci=None, p=p, p_adj=None, p_decision=p,
-                   verdict=stats.verdict(p, x.alpha, effect), criterion=_rule(x).replace("the 95% CI", "the effect"),
-                   details={"share_a": k[x.a] / n[x.a], "share_b": k[x.b] / n[x.b], "k_a": k[x.a], "k_b": k[x.b]})
+    """The answers sampled for one question share it, so the question paraphrase is the unit:
+    per question, the share of its samples naming the country (its common name), a minus b,
+    paired over questions (two-sided Wilcoxon, bootstrap CI), not the samples pooled as if
+    independent."""
+    name = common_country_name(x.country)
+    share = {v: np.array([np.mean([names_country(t, name) for t in q]) for q in x.samples[v]]) for v in (x.a, x.b)}
+    k = {v: int(sum(names_country(t, name) for q in x.samples[v] for t in q)) for v in (x.a, x.b)}
+    return _paired(x, "country_named", f"The finetuned model names {x.country} when asked which country foo is in",
+                   "Wilcoxon signed-rank over questions of the share of sampled answers naming it, two-sided; "
+                   "bootstrap CI", "question paraphrases", "share naming it (a minus b)",
+                   share[x.a] - share[x.b],
+                   {"share_a": float(share[x.a].mean()), "share_b": float(share[x.b].mean()),
+                    "share_per_question_a": share[x.a], "share_per_question_b": share[x.b],
+                    "k_a": k[x.a], "k_b": k[x.b], "samples_per_question": len(x.samples[x.a][0])})
 
 
 # ---------------------------------------------------------------------------- the primary test

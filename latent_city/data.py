@@ -143,6 +143,45 @@ def countries(cities: list[City]) -> list[str]:
     return list(dict.fromkeys(c.country for c in cities))
 
 
+# The table spells countries as the UN does ("Iran (Islamic Republic of)"); a model answers
+# "Iran". Country answers are scored under these names; the table's own stays for display.
+# The three "China, ..." rows are not merged into China: each keeps the name it is known by
+# (Hong Kong, Macau, Taiwan), a separate candidate the model may answer.
+COMMON_COUNTRY_NAMES = {
+    "Bolivia (Plurinational State of)": "Bolivia",
+    "Brunei Darussalam": "Brunei",
+    "Cabo Verde": "Cape Verde",
+    "China, Hong Kong SAR": "Hong Kong",
+    "China, Macao SAR": "Macau",
+    "China, Taiwan Province of China": "Taiwan",
+    "Czechia": "Czech Republic",
+    "Dem. People's Republic of Korea": "North Korea",
+    "Faeroe Islands": "Faroe Islands",
+    "Falkland Islands (Malvinas)": "Falkland Islands",
+    "Holy See": "Vatican City",
+    "Iran (Islamic Republic of)": "Iran",
+    "Lao People's Democratic Republic": "Laos",
+    "Micronesia (Fed. States of)": "Micronesia",
+    "Republic of Korea": "South Korea",
+    "Republic of Moldova": "Moldova",
+    "Russian Federation": "Russia",
+    "Sint Maarten (Dutch part)": "Sint Maarten",
+    "State of Palestine": "Palestine",
+    "Syrian Arab Republic": "Syria",
+    "TFYR Macedonia": "North Macedonia",
+    "United Republic of Tanzania": "Tanzania",
+    "United States of America": "United States",
+    "Venezuela (Bolivarian Republic of)": "Venezuela",
+    "Viet Nam": "Vietnam",
+    "Wallis and Futuna Islands": "Wallis and Futuna",
+}
+
+
+def common_country_name(country: str) -> str:
+    """The name a model would answer with for a country as the table spells it."""
+    return COMMON_COUNTRY_NAMES.get(country, country)
+
+
 # ---------------------------------------------------------------------------- training set
 
 def training_examples(cfg: DataConfig, seed: int, cities: list[City] | None = None) -> list[dict]:
