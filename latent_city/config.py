@@ -191,7 +191,7 @@ class EvalConfig:
 
 def _check_eval(e) -> None:
     _check(0 < e.alpha < 1, f"eval.alpha must be in (0, 1), got {e.alpha}")
-    _check(e.n_probe_pairs >= 6, f"eval.n_probe_pairs must be at least 6 (a one-sided Wilcoxon needs 5+), got {e.n_probe_pairs}")
+    _check(e.n_probe_pairs >= 6, f"eval.n_probe_pairs must be at least 6 (a two-sided Wilcoxon needs 6 to reach p < 0.05), got {e.n_probe_pairs}")
     _check(e.n_heldout_cities >= 3, f"eval.n_heldout_cities must be at least 3, got {e.n_heldout_cities}")
     _check(e.heldout_per_country >= 1, f"eval.heldout_per_country must be at least 1, got {e.heldout_per_country}")
     _check(e.n_bootstrap >= 100, f"eval.n_bootstrap must be at least 100, got {e.n_bootstrap}")

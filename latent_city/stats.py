@@ -238,8 +238,3 @@ def power_t(d: float, n: int, alpha: float) -> float:
     crit = stats.t.ppf(1 - alpha / 2, df)
     return float(stats.nct.sf(crit, df, nc))
 
-
-def fisher(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
-    """k1/n1 against k2/n2: Fisher's exact test, two-sided; returns (odds ratio, p)."""
-    r = stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]])
-    return float(r.statistic), float(r.pvalue)

@@ -5,7 +5,7 @@ probability the candidates cover, and sampled answers are tested with the questi
 import numpy as np
 import pytest
 
-from latent_city import answers, claims, data, stats
+from latent_city import answers, claims, data
 from latent_city.answers import CountryScores
 from latent_city.config import ExperimentConfig
 from latent_city.data import City
@@ -111,7 +111,9 @@ def test_samples_of_one_question_are_not_independent_evidence():
     as the unit it is 2 questions of 12, which is not."""
     a = samples([K, K] + [0] * (N_QUESTIONS - 2))
     b = samples([0] * N_QUESTIONS)
-    _, p_pooled = stats.fisher_greater(8, N_QUESTIONS * K, 0, N_QUESTIONS * K)
+    from scipy.stats import fisher_exact
+
+    p_pooled = fisher_exact([[8, N_QUESTIONS * K - 8], [0, N_QUESTIONS * K]], alternative="greater").pvalue
     assert p_pooled < 0.05                       # the old test would have said "holds"
     r = claims.country_named(inputs(samples={"finetuned": a, "original": b}))
     assert not r.holds and r.p > 0.05, (r.p, r.effect)
