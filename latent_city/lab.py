@@ -170,9 +170,10 @@ class Lab:
         """Make the measurements `what` of every arm in `names` and of the original model now, in
         `eval_workers` processes side by side (each with its share of the threads, its own Lab and
         model), and keep them as if `measure` had made them here: later `measure` calls read them
-        and this process never loads the evaluation model for them. A lone 2-thread process
-        measures an arm about as fast as a 1-thread one (reports/benchmarks/eval.md), so two
-        1-thread processes measure about twice the arms an hour.
+        and this process never loads the evaluation model for them. Unlike a training step, a
+        measurement uses two threads well (its packed rows are long): on the project's 2-core CPU
+        one 2-thread process took 46.7 s a model, one 1-thread worker 78 s, two side by side
+        40.3 s a model, 1.16x (reports/benchmarks/eval.md), with every number bit-identical.
 
         With one worker (CUDA, or LATENT_CITY_EVAL_WORKERS=1) it does nothing: measurements are
         made in this process when first asked for, as before. Adapters must be trained first
