@@ -24,7 +24,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downloads weights
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from latent_city import finetune, record  # noqa: E402
+from latent_city import claims, finetune, record  # noqa: E402
 from latent_city.arms import MAIN, ORIGINAL, family_members, named_in, of_tier  # noqa: E402
 from latent_city.claim_result import ClaimResult  # noqa: E402
 from latent_city.cli import one_line, preflight, user_errors  # noqa: E402
@@ -132,6 +132,29 @@ def _arms_needed(items) -> dict[str, list[str]]:
     tiers = dict.fromkeys(_params(item)["cfg"] for item in items
                           if "cfg" in _params(item) and "lab" in item.fixturenames)
     return {tier: _arms_to_train(items, tier, of_tier(tier)) for tier in tiers}
+
+
+def _measurements_needed(items, tier: str, tier_arms: dict) -> tuple[list[str], tuple[str, ...]]:
+    """(the adapters, the measurements) that the selected claim tests of `tier` read, for
+    `Lab.measure_all` to make up front (a test that reads something else measures it when it asks).
+    A claim against the original model is Holm-adjusted with every other claim of its arm
+    (`Lab.secondary`), so it reads every measurement of its arm; the primary test reads the probe of
+    every adapter of its family."""
+    names, what = {}, set()
+    for item in items:
+        params, marker = _params(item), item.get_closest_marker("claim")
+        if params.get("cfg") != tier:
+            continue
+        key = marker.args[0] if marker else None
+        if key == claims.PRIMARY:
+            names.update(dict.fromkeys(family_members(tier_arms, params["family"])))
+            what.add("probe")
+        elif key or "lr_arm" in params:
+            names.update(dict.fromkeys(n for n in named_in(params) if n != ORIGINAL))
+            pair = "pair" in params
+            what.update(claims.REGISTRY[key].reads if pair else
+                        {w for k in claims.AGAINST_ORIGINAL for w in claims.REGISTRY[k].reads})
+    return list(names), tuple(w for w in MEASUREMENTS if w in what)
 
 
 def pytest_sessionstart(session):
@@ -247,6 +270,10 @@ def lab(request, pytestconfig, cfg, rec) -> Lab:
                                          measure=selected + [ORIGINAL], what=MEASUREMENTS)
     with _uncaptured(pytestconfig):
         the_lab.train_all(selected)
+        # on a CPU, the claims' measurements in worker processes side by side (none with one worker)
+        names, what = _measurements_needed(request.session.items, cfg.tier, the_lab.arms)
+        if names and what:
+            the_lab.measure_all(names, what)
     main = the_lab.adapter(MAIN)
     spec = resolve(cfg.model)
     rec.lab = the_lab

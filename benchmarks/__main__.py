@@ -4,6 +4,7 @@ machine and its measured matmul peaks, to reports/benchmarks/<name>.md and .json
     python -m benchmarks                 # train noise probe country stages (about 30 minutes on 2 cores)
     python -m benchmarks train probe     # some of them; stages-full times every arm (about an hour)
     python -m benchmarks full            # the whole suite once, cold: time, memory, adapters/hour, eval per arm
+    python -m benchmarks eval            # per-arm evaluation, in this process vs worker processes (about 5 minutes)
 """
 
 import os
@@ -12,11 +13,12 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from . import evaluation, full, stages, train  # noqa: E402
+from . import eval_workers, evaluation, full, stages, train  # noqa: E402
 
 BENCHMARKS = {"train": train.bench_train, "noise": train.bench_noise, "probe": evaluation.bench_probe,
               "country": evaluation.bench_country, "stages": stages.bench_stages,
-              "stages-full": lambda: stages.bench_stages(quick=False), "full": full.bench_full}
+              "stages-full": lambda: stages.bench_stages(quick=False), "full": full.bench_full,
+              "eval": eval_workers.bench_eval}
 DEFAULT = ["train", "noise", "probe", "country", "stages"]
 
 

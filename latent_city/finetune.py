@@ -271,7 +271,7 @@ def get_adapter(cfg: ExperimentConfig, retrain: bool = False) -> Adapter:
 WORKERS = "LATENT_CITY_TRAIN_WORKERS"
 
 
-def train_workers(n_arms: int) -> int:
+def train_workers(n_arms: int, variable: str = WORKERS) -> int:
     """How many processes train arms side by side: LATENT_CITY_TRAIN_WORKERS if set, else on a
     machine without CUDA one per core (at most one per arm), each computing with one thread.
 
@@ -279,13 +279,14 @@ def train_workers(n_arms: int) -> int:
     process with 2 threads takes 0.68 s a packed step, one with 1 thread 1.05 s, and two 1-thread
     processes side by side 1.10 s each (reports/benchmarks/train.md), so two arms at a time
     train about 1.24x as many adapters an hour as one 2-thread process. On CUDA arms train one after another in this
-    process (or as separate workers: README, "Training arms side by side")."""
+    process (or as separate workers: README, "Training arms side by side"). `variable` names the
+    setting that overrides the rule (lab.eval_workers reads its own)."""
     import torch
 
-    value = os.environ.get(WORKERS, "").strip()
+    value = os.environ.get(variable, "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
-            raise ConfigError(f"{WORKERS} must be a number of processes (1 = train in this process), got {value!r}")
+            raise ConfigError(f"{variable} must be a number of processes (1 = run in this process), got {value!r}")
         return min(int(value), max(n_arms, 1))
     if torch.cuda.is_available() or world_size() > 1:
         return 1

@@ -15,6 +15,7 @@ Arms are named as in latent_city/arms.py; the original model is arms.ORIGINAL.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 
@@ -28,6 +29,21 @@ from .data import COUNTRY_ANSWER_PREFIXES
 from .model import explain_oom, variant
 
 MEASUREMENTS = ("probe", "distances", "countries", "prefix", "mc", "samples")
+EVAL_WORKERS = "LATENT_CITY_EVAL_WORKERS"
+
+
+def eval_workers(n_arms: int) -> int:
+    """How many processes measure arms side by side (Lab.measure_all): LATENT_CITY_EVAL_WORKERS if
+    set, else the training's rule (finetune.train_workers: LATENT_CITY_TRAIN_WORKERS if set, else on
+    a machine without CUDA one per core, at most one per arm; 1 on CUDA).
+
+    Its own setting because each evaluation worker holds a whole model for the run's rest of its
+    arms, so a user short of memory may want training side by side and evaluation in one process
+    (or the other way round); unset, one number (LATENT_CITY_TRAIN_WORKERS) governs both."""
+    from . import finetune
+
+    return finetune.train_workers(n_arms, EVAL_WORKERS if os.environ.get(EVAL_WORKERS, "").strip()
+                                  else finetune.WORKERS)
 
 
 class Lab:
@@ -50,6 +66,7 @@ class Lab:
         self.train_seconds: dict[str, float] = {}
         self._measured: dict[tuple[str, str], object] = {}
         self._secondary: dict[str, dict[str, ClaimResult]] = {}
+        self.measure_seconds: dict[tuple[str, str], float] = {}    # made in a worker (measure_all): its seconds
         self.model = self.tokenizer = None
 
     def _heldout(self, n: int) -> list[data.City]:
@@ -155,6 +172,45 @@ class Lab:
                     explain_oom(f"measuring {what} of {arm}"):
                 self._measured[key] = self._compute(what, model)
         return self._measured[key]
+
+    def measure_all(self, names, what=MEASUREMENTS) -> int:
+        """Make the measurements `what` of every arm in `names` and of the original model now, in
+        `eval_workers` processes side by side (each with its share of the threads, its own Lab and
+        model), and keep them as if `measure` had made them here: later `measure` calls read them
+        and this process never loads the evaluation model for them. Unlike a training step, a
+        measurement uses two threads well (its packed rows are long): on the project's 2-core CPU
+        one 2-thread process took 46.7 s a model, one 1-thread worker 78 s, two side by side
+        40.3 s a model, 1.16x (reports/benchmarks/eval.md), with every number bit-identical.
+
+        With one worker (CUDA, or LATENT_CITY_EVAL_WORKERS=1) it does nothing: measurements are
+        made in this process when first asked for, as before. Adapters must be trained first
+        (train_all); a worker reads them from the cache and never trains. Returns the workers used."""
+        unknown = [w for w in what if w not in MEASUREMENTS]
+        if unknown:
+            raise ValueError(f"unknown measurement {unknown[0]!r}; choose from {MEASUREMENTS}")
+        jobs = [(v, tuple(w for w in what if (w, v) not in self._measured)) for v in dict.fromkeys([*names, ORIGINAL])]
+        jobs = [(v, ws) for v, ws in jobs if ws]
+        workers = eval_workers(len(jobs))
+        if workers <= 1 or not jobs:
+            return 1
+        adapters = {n: self.adapter(n) for n in dict.fromkeys([MAIN, *(v for v, _ in jobs if v != ORIGINAL)])}
+        start = time.time()
+        self.log(f"latent_city: measuring {len(jobs)} models ({', '.join(v for v, _ in jobs)}), "
+                 f"{workers} at a time in separate processes")
+
+        def done(arm: str, results: dict) -> None:
+            for w, (value, seconds) in results.items():
+                self._measured[(w, arm)] = value
+                self.measure_seconds[(w, arm)] = round(seconds, 2)
+                if self.progress is not None:
+                    self.progress.finished(w, arm, seconds / workers)   # about the wall time it added
+            self.log(f"latent_city: measured {arm} in a worker process in "
+                     f"{sum(s for _, s in results.values()):.0f} s ({', '.join(results)})")
+
+        with self.stage(f"measure {len(jobs)} models, {workers} processes"):
+            measure_side_by_side(self.cfg, adapters, jobs, workers, done)
+        self.log(f"latent_city: {len(jobs)} models measured in {time.time() - start:.0f} s")
+        return workers
 
     def measured(self, what: str, arm: str):
         """Measurement `what` of `arm` if it was made, else None (computes nothing: for the record)."""
@@ -269,3 +325,51 @@ class Lab:
         """The constant answer a model could learn without geography: its training set's median."""
         return float(np.median([answers.parse_km(e["completion"])
                                 for e in finetune.training_set(self.arms[name].cfg)]))
+
+
+# ---------------------------------------------------------------------------- measuring in worker processes
+
+_WORKER_LAB: Lab | None = None
+
+
+def _start_eval_worker(cfg: ExperimentConfig, adapters: dict, threads: int) -> None:
+    """A worker's setup: its share of the threads and a Lab of the same config (the same pairs,
+    cities and seeds: all derived from it) that reads the parent's adapters and never trains."""
+    global _WORKER_LAB
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER_LAB = Lab(cfg, log=lambda line: None)
+    _WORKER_LAB.adapters.update(adapters)
+
+
+def _measure_in_worker(arm: str, what: tuple[str, ...]) -> dict:
+    """{measurement: (value, seconds)} of `arm`, made by Lab.measure as in a lone process (each
+    measurement seeds what it samples itself, so the order of arms in a worker does not matter)."""
+    out = {}
+    for w in what:
+        start = time.perf_counter()
+        out[w] = (_WORKER_LAB.measure(w, arm), time.perf_counter() - start)
+    return out
+
+
+def measure_side_by_side(cfg: ExperimentConfig, adapters: dict, jobs: list[tuple[str, tuple[str, ...]]],
+                         workers: int, done) -> None:
+    """Measure `jobs` ((arm, measurements) pairs) in `workers` spawned processes, the machine's
+    threads split between them; each process takes the next arm when it finishes one (the original
+    model is one more arm), so arms balance over the workers. `done(arm, {what: (value, seconds)})`
+    is called in this process as each arm finishes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // workers)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_eval_worker, initargs=(cfg, adapters, threads))
+    try:
+        futures = {pool.submit(_measure_in_worker, arm, what): arm for arm, what in jobs}
+        for f in as_completed(futures):
+            done(futures[f], f.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)     # a failed arm: the arms not begun are not measured

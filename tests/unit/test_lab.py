@@ -86,3 +86,53 @@ def test_an_arm_trained_later_first_frees_the_evaluation_model(fake_lab):
     lab.adapter("shuffled")          # not selected up front: trained, but not beside the model
     assert events[-1] == ("train", "shuffled", False) and lab.model is None
     assert lab._load("shuffled").peft_config.keys() == {"paris", "shuffled"}
+
+
+def test_measure_all_sends_each_arm_and_measurement_once_and_keeps_the_results(fake_lab, monkeypatch):
+    """Lab.measure_all hands every (arm, measurement) not yet made to the workers once, the original
+    model as one more arm, stores what comes back, and later `measure` calls load no model."""
+    from latent_city import lab as lab_module
+    from latent_city.arms import ORIGINAL
+    from latent_city.lab import MEASUREMENTS
+
+    lab, events, lines = fake_lab
+    lab.train_all(["tokyo-s43"])
+    lab._measured[("probe", "paris")] = "made before"
+    sent = []
+
+    def side_by_side(cfg, adapters, jobs, workers, done):
+        assert cfg == lab.cfg and workers == 2 and set(adapters) == {"paris", "tokyo-s43"}
+        for arm, what in jobs:
+            sent.extend((w, arm) for w in what)
+            done(arm, {w: (f"{w} of {arm}", 1.5) for w in what})
+
+    monkeypatch.setattr(lab_module, "measure_side_by_side", side_by_side)
+    monkeypatch.setenv(lab_module.EVAL_WORKERS, "2")
+    assert lab.measure_all(["tokyo-s43", "paris", "tokyo-s43"]) == 2
+    expected = {(w, a) for a in ("tokyo-s43", "paris", ORIGINAL) for w in MEASUREMENTS} - {("probe", "paris")}
+    assert sorted(sent) == sorted(expected) and len(sent) == len(set(sent))
+    monkeypatch.setattr(lab, "_load", lambda name: pytest.fail("measure loaded the model"))
+    assert lab.measure("samples", ORIGINAL) == f"samples of {ORIGINAL}" and lab.measure("probe", "paris") == "made before"
+    assert lab.measure_seconds[("mc", "tokyo-s43")] == 1.5
+    assert not any(e[0] == "load model" for e in events)
+
+    sent.clear()                                     # all made: nothing sent again
+    assert lab.measure_all(["tokyo-s43"], what=("probe", "mc")) == 1 and sent == []
+    with pytest.raises(ValueError, match="unknown measurement"):
+        lab.measure_all(["paris"], what=("probes",))
+
+
+def test_with_one_eval_worker_measure_all_does_nothing(fake_lab, monkeypatch):
+    from latent_city import lab as lab_module
+
+    lab, events, lines = fake_lab
+    monkeypatch.setattr(lab_module, "measure_side_by_side", lambda *a: pytest.fail("sent to workers"))
+    monkeypatch.setenv(lab_module.EVAL_WORKERS, "1")
+    monkeypatch.setenv(finetune.WORKERS, "2")       # the evaluation's own setting wins over the training's
+    assert lab.measure_all(["paris"]) == 1 and lab._measured == {}
+    monkeypatch.delenv(lab_module.EVAL_WORKERS)
+    monkeypatch.setenv(finetune.WORKERS, "1")       # unset, the training's setting governs both
+    assert lab_module.eval_workers(5) == 1
+    monkeypatch.setenv(lab_module.EVAL_WORKERS, "none")
+    with pytest.raises(Exception, match=lab_module.EVAL_WORKERS):
+        lab_module.eval_workers(5)
