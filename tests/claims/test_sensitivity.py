@@ -12,6 +12,7 @@ from .conftest import LR_ARMS
 
 
 @pytest.mark.controls
+@pytest.mark.grid
 @pytest.mark.parametrize("lr_arm", LR_ARMS)
 def test_the_learning_rate_grid_trains_its_own_adapter_and_records_every_claim(lab, lr_arm, record_claim):
     main, other = lab.adapter(MAIN), lab.adapter(lr_arm)
