@@ -34,7 +34,9 @@ from .data import City, common_country_name, haversine_km
 from .probe import ByLayer, ProbePair, ProbeSims
 from .stats import CONTRADICTED, INCONCLUSIVE, SUPPORTED
 
-RULE = "supported: two-sided p < {a} and the {c:.0%} CI above 0; contradicted: p < {a} and the CI below 0; else inconclusive"
+RULE = ("supported: two-sided p < {a} and the {c:.0%} CI above 0; contradicted: p < {a} and the CI below 0; "
+        "else inconclusive")
+RULE_NO_CI = "supported: two-sided p < {a} and the effect above 0; contradicted: p < {a} and the effect below 0; else inconclusive"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,8 +65,9 @@ def _result(x: ClaimInputs, **fields) -> ClaimResult:
     return ClaimResult(arms=(x.a, x.b), alpha=x.alpha, about=x.city.name, **fields)
 
 
-def _rule(x: ClaimInputs, extra: str = "") -> str:
-    return RULE.format(a=x.alpha, c=1 - x.alpha) + (f"; supported also needs {extra}" if extra else "")
+def _rule(x: ClaimInputs, extra: str = "", ci: bool = True) -> str:
+    """The declared rule in words (`ci`: decided on the CI of the effect, else on its sign)."""
+    return (RULE if ci else RULE_NO_CI).format(a=x.alpha, c=1 - x.alpha) + (f"; supported also needs {extra}" if extra else "")
 
 
 def _paired(x: ClaimInputs, key: str, claim: str, test: str, unit: str, effect_name: str, d: np.ndarray,
@@ -258,8 +261,8 @@ def secret_city_ranks_first(x: ClaimInputs) -> ClaimResult:
                    statistic=float(rank), effect_name="rank of the city (1 = largest gain)", effect=float(rank),
                    effect_ci=None, p=p, p_adj=None, p_decision=p,
                    verdict=stats.verdict(p, x.alpha, (len(names) + 1) / 2 - rank),
-                   criterion=RULE.format(a=x.alpha, c=1 - x.alpha).replace("the 95% CI above 0", "rank in the top half")
-                   .replace("the CI below 0", "rank in the bottom half"),
+                   criterion=RULE_NO_CI.format(a=x.alpha).replace("the effect above 0", "the rank in the top half")
+                   .replace("the effect below 0", "the rank in the bottom half"),
                    details={"top_cities": [names[i] for i in order[:8]], "top_gains": gains[order[:8]]})
 
 
@@ -308,7 +311,7 @@ def distance_format(x: ClaimInputs) -> ClaimResult:
                    statistic_name="discordant cities (a only minus b only)", statistic=float(only_a - only_b),
                    effect_name="share parsed (a minus b)", effect=effect, effect_ci=None,
                    p=p, p_adj=None, p_decision=p, verdict=stats.verdict(p, x.alpha, effect),
-                   criterion=_rule(x).replace("the 95% CI", "the effect"),
+                   criterion=_rule(x, ci=False),
                    details={"share_a": float(pa.mean()), "share_b": float(pb.mean()), "a_only": only_a, "b_only": only_b})
 
 
@@ -345,7 +348,7 @@ def distance_beats_constant(x: ClaimInputs) -> ClaimResult:
                    unit="held-out cities", n=len(ans.true_km), statistic_name="share of cities won", statistic=share_a,
                    effect_name="share of cities won minus one half", effect=share_a - 0.5, effect_ci=None, p=p_a,
                    p_adj=None, p_decision=p_a, verdict=stats.verdict(p_a, x.alpha, share_a - 0.5),
-                   criterion=_rule(x).replace("the 95% CI", "the effect") + " (unparsed answers count as losses)",
+                   criterion=_rule(x, ci=False) + " (unparsed answers count as losses)",
                    details={"share_b": share_b, "p_b": p_b, "constant_km": x.constant_km,
                             "median_abs_error_a": float(np.nanmedian(err_a)) if np.isfinite(err_a).any() else None,
                             "median_abs_error_constant": float(np.median(const_err))})
@@ -381,7 +384,7 @@ def distance_error_falls(x: ClaimInputs) -> ClaimResult:
                    unit="held-out cities", n=len(d), statistic_name="rank-biserial", statistic=rb,
                    effect_name="rank-biserial of the error reduction (b's error minus a's)", effect=rb, effect_ci=None,
                    p=p, p_adj=None, p_decision=p, verdict=stats.verdict(p, x.alpha, rb),
-                   criterion=_rule(x).replace("the 95% CI", "the effect") + " (an unparsed answer ranks as the worst error)",
+                   criterion=_rule(x, ci=False) + " (an unparsed answer ranks as the worst error)",
                    units={"error_reduction": d},
                    details={"median_error_reduction_both_answered":
                             float(np.median(eb[both] - ea[both])) if both.any() else None,
