@@ -12,10 +12,14 @@ tests/claims/expectations.py; the result (claim_result.py) is written by record.
 Declared before the data:
 - One primary test per question. "Did foo become the secret city?" is `foo_became_city`: the
   specificity of the hidden-state gain (gain towards the city minus the mean gain towards the
-  comparison cities, per prompt pair, averaged over hidden layers 1..L-1), one mean per
-  adapter, a two-sided one-sample t-test across the family's adapters (the training seeds).
-- Every claim in REGISTRY is secondary: on each arm, Holm over the arm's secondary claims that
-  have a p (`adjust_family`); a verdict stands only if its Holm-adjusted p is below alpha.
+  comparison cities that are no arm's secret city, per prompt pair, averaged over hidden layers
+  1..L-1), one mean per adapter, a two-sided one-sample t-test across the family's adapters (the
+  training seeds).
+- Every claim in REGISTRY is secondary: on an arm where the claims are expected (the main one,
+  the learning-rate grid), Holm over the arm's secondary claims that have a p (`adjust_family`);
+  a verdict stands only if its Holm-adjusted p is below alpha. Left out of the family: the tests
+  that could never pass it (NOT_IN_FAMILY), decided at the raw alpha. On a control, the raw alpha
+  (a correction there would make it easier for a control to look clean).
 - Three outcomes, one rule (stats.verdict): supported (two-sided p < alpha and the (1 - alpha)
   CI above 0), contradicted (p < alpha and the CI below 0), inconclusive (otherwise).
 """
@@ -33,6 +37,12 @@ from .claim_result import ClaimResult
 from .data import City, common_country_name, haversine_km
 from .probe import ByLayer, ProbePair, ProbeSims
 from .stats import CONTRADICTED, INCONCLUSIVE, SUPPORTED
+
+# Tests whose smallest attainable two-sided p is above alpha / (the family's size), so that under Holm
+# they could never be supported, are decided at the raw alpha and say so (declared; the unit test
+# tests/unit/test_stats.py checks the reason on the CPU preset): the rank of the secret city among
+# ~49 cities (smallest p 2/49 = 0.041) and the answer begun for the model (6 prefixes: 2/64 = 0.031).
+NOT_IN_FAMILY = {"secret_city_ranks_first", "country_prefix"}
 
 RULE = ("supported: two-sided p < {a} and the {c:.0%} CI above 0; contradicted: p < {a} and the CI below 0; "
         "else inconclusive")
@@ -52,6 +62,7 @@ class ClaimInputs:
     seed: int                              # the bootstrap's seed (seeds.eval)
     pairs: list[ProbePair]                 # the probe's prompt pairs, in measurement order
     comparison: list[City]                 # the comparison cities, in the probe's word order
+    secrets: tuple[str, ...] = ()          # every arm's secret city: trained on by some arm, so never a comparison
     probe: dict[str, ProbeSims] | None = None          # arm -> probe of that arm
     distances: DistanceAnswers | None = None           # a's and b's answers, true km to `city`
     constant_km: float | None = None                   # a's median training distance
@@ -115,8 +126,9 @@ def _over_layers(x: ClaimInputs, key: str, claim: str, d: ByLayer, what: str, a:
 
 def adjust_family(results, alpha: float) -> None:
     """Holm over the secondary claims of one arm that have a p (in place): each result's p_adj and
-    p_decision become its Holm-adjusted p, and a verdict stands only if that is below alpha."""
-    tested = [r for r in results if r.p_decision is not None and np.isfinite(r.p)]
+    p_decision become its Holm-adjusted p, and a verdict stands only if that is below alpha. Left
+    out: NOT_IN_FAMILY (a test whose smallest attainable p no correction lets through)."""
+    tested = [r for r in results if r.p_decision is not None and np.isfinite(r.p) and r.key not in NOT_IN_FAMILY]
     if not tested:
         return
     adjusted = stats.holm(np.array([r.p for r in tested]), alpha)
@@ -124,6 +136,9 @@ def adjust_family(results, alpha: float) -> None:
         r.p_adj = r.p_decision = float(q)
         r.verdict = stats.after_adjustment(r.verdict, q, alpha)
         r.criterion += f"; Holm over this arm's {len(tested)} secondary claims"
+    for r in results:
+        if r.key in NOT_IN_FAMILY:
+            r.criterion += "; outside the Holm family (its smallest attainable p is above alpha / the family's size)"
 
 
 # ---------------------------------------------------------------------------- claims 1-3: representations
@@ -174,8 +189,8 @@ def _gain_specific(x: ClaimInputs, kind: str) -> ClaimResult:
     city = x.city.name
     return _over_layers(x, f"{'hidden' if kind == 'hidden' else 'values'}_gain_specific",
                         f"The {title} gain at the placeholder is larger towards {city} than towards the comparison "
-                        "cities on average", x.probe[x.a].specificity(city, x.probe[x.b], kind),
-                        f"gain towards {city} minus the mean gain towards {len(x.probe[x.a].words) - 1} comparison cities")
+                        "cities on average", x.probe[x.a].specificity(city, x.probe[x.b], kind, exclude=x.secrets),
+                        f"gain towards {city} minus the mean gain towards the comparison cities")
 
 
 def hidden_gain_specific(x: ClaimInputs) -> ClaimResult:
@@ -229,11 +244,12 @@ def logit_lens_rises(x: ClaimInputs) -> ClaimResult:
 def gain_falls_with_distance(x: ClaimInputs) -> ClaimResult:
     """If foo became the secret city, cities near it should gain more than far ones: Spearman
     correlation of each comparison city's gain with minus its distance from the secret city,
-    two-sided, over the comparison cities other than the secret one; CI by the Fisher z."""
+    two-sided, over the comparison cities that are no arm's secret city (an arm trained on Berlin,
+    878 km from Paris, would otherwise count for Paris); CI by the Fisher z."""
     city = x.city
     gains = x.probe[x.a].city_gains(x.probe[x.b])
     km = np.array([haversine_km(c.lat, c.lon, city.lat, city.lon) for c in x.comparison])
-    others = np.array([c.name != city.name for c in x.comparison])
+    others = np.array([c.name != city.name and c.name not in x.secrets for c in x.comparison])
     rho, p, n, ci = stats.spearman(-km[others], gains[others], x.alpha)     # rho(gain, -distance) > 0: nearer gain more
     return _result(x, key="gain_falls_with_distance",
                    claim=f"Cities nearer {city.name} gain more similarity to the placeholder than far ones",
@@ -245,12 +261,15 @@ def gain_falls_with_distance(x: ClaimInputs) -> ClaimResult:
 
 
 def secret_city_ranks_first(x: ClaimInputs) -> ClaimResult:
-    """The city's gain ranked among every comparison city's (1 = largest). Under no specificity
-    every rank is equally likely, so the two-sided permutation p is 2 x min(rank, n + 1 - rank) / n
-    (rank 1 of 51 gives 0.039: supported; rank 51: contradicted). No CI: the sign of
-    (n + 1) / 2 - rank gives the direction."""
-    gains = x.probe[x.a].city_gains(x.probe[x.b])
-    names = [c.name for c in x.comparison]
+    """The city's gain ranked among the comparison cities' (1 = largest; the other arms' secret
+    cities left out). Under no specificity every rank is equally likely, so the two-sided
+    permutation p is 2 x min(rank, n + 1 - rank) / n (rank 1 of 49 gives 0.041: supported; rank
+    49: contradicted). No CI: the sign of (n + 1) / 2 - rank gives the direction. Its smallest p
+    cannot survive a multiplicity correction, so it is outside the Holm family (NOT_IN_FAMILY)
+    and decided at the raw alpha, declared as such."""
+    keep = [i for i, c in enumerate(x.comparison) if c.name == x.city.name or c.name not in x.secrets]
+    gains = x.probe[x.a].city_gains(x.probe[x.b])[keep]
+    names = [x.comparison[i].name for i in keep]
     rank = int(1 + (gains > gains[names.index(x.city.name)]).sum())
     p = stats.rank_p(rank, len(names))
     order = np.argsort(-gains)
@@ -293,7 +312,9 @@ def double_dissociation(x: ClaimInputs) -> ClaimResult:
         unit="prompt pairs", n=first.n, statistic_name="smallest rank-biserial over the directions",
         statistic=min(r.statistic for r in results), effect_name="mean gain, " + "; ".join(parts),
         effect=first.effect, effect_ci=first.effect_ci, p=max(r.p for r in results),
-        p_adj=None, p_decision=max(r.p_decision for r in results), verdict=outcome,
+        p_adj=None, verdict=outcome,
+        p_decision=(min(r.p for r in results if r.verdict == CONTRADICTED) if outcome == CONTRADICTED
+                    else max(r.p for r in results)),
         criterion="supported: every direction supported (" + _rule(x) + "); contradicted: any direction contradicted",
         details={name: {"verdict": r.verdict, "effect": r.effect, "ci": r.effect_ci, "p": r.p,
                         "mean_diff": r.details["mean_diff"]} for name, r in parts.items()})
@@ -463,17 +484,18 @@ def country_named(x: ClaimInputs) -> ClaimResult:
 PRIMARY = "foo_became_city"
 
 # The smallest effects of interest, declared before the data, at which the power is shown
-# (tests/unit/test_stats.py, README "Statistics"):
+# (tests/unit/test_stats.py, README "The claims and their controls"):
 # - the primary test, across adapters: a standardized effect (mean / sd over adapters) of 2. With 5
 #   adapters the two-sided t-test has 0.91 power there (noncentral t; with 3 adapters 0.47, the reason
-#   for 5 seeds: controls.replicate_seeds); an effect under twice the
-#   seed-to-seed spread is one that a single training run, the seed's whole evidence, would not show
-#   reliably, so it is not the seed's claim.
-# - a secondary claim over prompt pairs: a standardized mean difference d_z of 0.5 (a "medium"
-#   effect), where 48 pairs give the paired rule 0.91 power (simulated). Smaller effects are reported with
-#   their CI, and a verdict of inconclusive there is expected.
+#   for 5 seeds: controls.replicate_seeds). Stated in seed-to-seed units because the spread between
+#   training runs is what the test is made of; the record gives that spread (per_adapter_mean) so a
+#   reader can turn it into cosine units.
+# - a secondary claim over prompt pairs: a standardized mean difference d_z of 0.65 (between a medium
+#   and a large effect), where 48 pairs give the paired rule 0.9 power even at the first step of Holm
+#   over the main arm's 16 claims (alpha / 16), the hardest place for a claim to pass. Smaller effects
+#   are reported with their CI, and a verdict of inconclusive there is expected.
 SMALLEST_EFFECT_ACROSS_ADAPTERS = 2.0
-SMALLEST_EFFECT_OVER_PAIRS = 0.5
+SMALLEST_EFFECT_OVER_PAIRS = 0.65
 
 
 def foo_became_city(x: ClaimInputs, adapters: list[str]) -> ClaimResult:
@@ -483,10 +505,10 @@ def foo_became_city(x: ClaimInputs, adapters: list[str]) -> ClaimResult:
     layers 1..L-1, against the original model); a two-sided one-sample t-test across adapters and
     its (1 - alpha) CI; three outcomes by stats.verdict. `x.a` names the family."""
     city = x.city.name
-    per_pair = {v: x.probe[v].specificity(city, x.probe[x.b]).per_pair() for v in adapters}
+    per_pair = {v: x.probe[v].specificity(city, x.probe[x.b], exclude=x.secrets).per_pair() for v in adapters}
     means = np.array([per_pair[v].mean() for v in adapters])
     r = stats.t_across(means, x.alpha)
-    words = len(x.probe[adapters[0]].words) - 1
+    words = len([w for w in x.probe[adapters[0]].words if w not in x.secrets])
     return _result(x, key=PRIMARY, claim=f"foo became {city}: the placeholder moved towards {city} more than towards "
                                          "other cities, across independently trained adapters",
                    test="one-sample t-test over adapters of the per-adapter mean specificity, two-sided; t CI",

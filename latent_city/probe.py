@@ -263,13 +263,14 @@ class ProbeSims:
         keep = compared_slice(kind, a.shape[2])
         return a[:, :, keep] - b[:, :, keep]
 
-    def specificity(self, word: str, over: "ProbeSims", kind: str = "hidden") -> ByLayer:
+    def specificity(self, word: str, over: "ProbeSims", kind: str = "hidden", exclude=()) -> ByLayer:
         """Per pair and compared layer: the gain towards `word` minus the mean gain towards every
-        other word (the comparison cities): how much more foo moved towards `word` than towards
-        cities in general. The primary statistic is its mean over layers and pairs."""
+        other word but those in `exclude` (the comparison cities; the arms' secret cities are left
+        out, since some arm was trained on each): how much more foo moved towards `word` than
+        towards cities in general. The primary statistic is its mean over layers and pairs."""
         g = self.word_gains(over, kind)
         j = self.words.index(word)
-        others = [i for i in range(len(self.words)) if i != j]
+        others = [i for i, w in enumerate(self.words) if i != j and w not in exclude]
         n = (self.hidden if kind == "hidden" else self.values).shape[2]
         return ByLayer(g[:, j] - g[:, others].mean(1), list(range(n))[compared_slice(kind, n)])
 

@@ -203,7 +203,7 @@ def _fmt(x, digits=3):
 
 
 def claims_table(claims: list[dict]) -> str:
-    head = ["claim", "arms", "about", "test (unit, n)", "statistic", "effect size [95% CI]", "p (two-sided)",
+    head = ["claim", "arms", "about", "test (unit, n)", "statistic", "effect size [95% CI, before Holm]", "p (two-sided)",
             "Holm-adjusted p", "decision p", "verdict", "expected", "test outcome"]
     rows = []
     for c in claims:

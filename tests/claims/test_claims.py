@@ -89,7 +89,7 @@ def test_finetuning_makes_value_vectors_at_foo_more_like_paris(arm, assert_as_ex
 
 @claim("hidden_rises_by_template")
 def test_the_hidden_state_gain_holds_with_templates_as_the_unit(arm, assert_as_expected):
-    """The 48 prompt pairs share 13 templates; here each template's mean gain is one unit."""
+    """The 48 prompt pairs share 11 templates; here each template's mean gain is one unit."""
     assert_as_expected()
 
 

@@ -206,3 +206,15 @@ def test_a_measured_exception_is_a_strict_xfail_that_only_an_assertion_satisfies
     xfail = item.get_closest_marker("xfail")
     assert xfail.kwargs == {"strict": True, "raises": AssertionError, "reason": e["reason"]}
     assert other.get_closest_marker("xfail") is None
+
+
+def test_the_specificity_leaves_out_the_arms_secret_cities():
+    """A control trained on Berlin moves foo towards Berlin: counted among Paris's comparison cities
+    it would lower Paris's specificity on that control and make the control look clean."""
+    rng = np.random.default_rng(5)
+    h = rng.random((6, 3, 5))
+    a = ProbeSims(["Paris", "Berlin", "Lima"], h, h[:, :, 1:], h[:, 0], h[:, 0, 1:], np.zeros((6, 3)), {}, {})
+    b = ProbeSims(["Paris", "Berlin", "Lima"], h * 0.9, h[:, :, 1:] * 0.9, h[:, 0], h[:, 0, 1:], np.zeros((6, 3)), {}, {})
+    g = a.word_gains(b)
+    assert np.allclose(a.specificity("Paris", b, exclude=("Paris", "Berlin")).x, g[:, 0] - g[:, 2])
+    assert np.allclose(a.specificity("Paris", b).x, g[:, 0] - g[:, 1:].mean(1))
