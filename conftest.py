@@ -65,6 +65,19 @@ def _tier_of(config) -> str:
     return "gpu" if "gpu" in expr and "not gpu" not in expr else "cpu"
 
 
+@pytest.hookimpl(tryfirst=True)      # before -m deselects
+def pytest_itemcollected(item):
+    """A test of a learning-rate arm is part of the grid (marker `grid`), whatever file it is in."""
+    params = _params(item)
+    if "cfg" in params:
+        tier = _TIER_ARMS.setdefault(params["cfg"], of_tier(params["cfg"]))
+        if any(n in tier and tier[n].kind == "learning-rate" for n in named_in(params)):
+            item.add_marker(pytest.mark.grid)
+
+
+_TIER_ARMS: dict = {}
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests are parametrized by the arms of both tiers: drop those of an arm that the test's own
     tier does not have (the learning-rate grids differ). --quick: keep only tests that need no
