@@ -32,15 +32,19 @@ def same_examples(a: list[dict], b: list[dict]) -> np.ndarray:
     return tokens_a == tokens_b
 
 
-def noise_between_seeds(same: np.ndarray) -> float:
+def noise_between_seeds(epochs: int) -> float:
     """Run-to-run noise of the project's training step (packed batches, 1-thread processes side
     by side, as the lab trains on a CPU), from `python -m benchmarks noise`
     (reports/benchmarks/noise.json, this kind of machine): the mean absolute per-step loss
-    difference between training seeds 42, 43, 44 on the same data order, over the steps `same`;
-    the largest of the three pairs."""
+    difference between training seeds 42, 43, 44 on the same data order, over every step but the
+    last of each of the `epochs` epochs; the largest of the three pairs. The file's curves may be
+    of another length than this run's (they were measured before every arm left out all secret
+    cities: 90 steps then, 87 now), so the steps are the benchmark's own."""
     curves = json.loads((REPO / "reports" / "benchmarks" / "noise.json").read_text())["curves"]
     seeds = [np.array(c) for name, c in curves.items() if name.startswith(SIDE_BY_SIDE)]
-    return max(float(np.abs(a - b)[same].mean()) for i, a in enumerate(seeds) for b in seeds[i + 1:])
+    keep = np.ones(len(seeds[0]), bool)
+    keep[np.arange(1, epochs + 1) * len(keep) // epochs - 1] = False
+    return max(float(np.abs(a - b)[keep].mean()) for i, a in enumerate(seeds) for b in seeds[i + 1:])
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +100,7 @@ def test_the_two_process_loss_curve_is_within_the_run_to_run_noise_of_one_proces
     epochs = len(one) // -(-loaded.meta["n_examples"] // 8)
     assert same.sum() == len(one) - epochs, f"expected all but the {epochs} epoch-end steps to see the same examples, got {same.sum()}"
     diff = np.abs(np.array([e["loss"] for e in one]) - np.array([e["loss"] for e in two]))[same]
-    bound = noise_between_seeds(same)
+    bound = noise_between_seeds(epochs)
     print(f"two processes vs one: mean |per-step loss difference| {diff.mean():.4f} over {same.sum()} steps on "
           f"the same examples; run-to-run noise between seeds {bound:.4f}; trained in {loaded.meta['train_seconds']:.0f} s")
     assert diff.mean() <= bound, f"mean |per-step loss difference| {diff.mean():.4f} > noise between seeds {bound:.4f}"
