@@ -47,7 +47,9 @@ def test_probe_pairs_never_use_a_template_with_the_target_before_the_reference_c
 
 def test_the_built_pairs_pass_the_duplicate_check():
     pairs = _pairs()
-    probe.probe_items(WordTokenizer(), pairs, [CPU.data.placeholder, "Paris", "Tokyo"])
+    items = probe.probe_items(WordTokenizer(), pairs, [CPU.data.placeholder, "Paris", "Tokyo"])
+    cut = [tuple(ids[:pos + 1]) for ids, pos in items[::4]]          # each pair's placeholder prompt
+    assert len(items) == 4 * len(pairs) and len(set(cut)) == len(pairs)
 
 
 def test_pairs_with_identical_cut_sequences_are_refused():
