@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from .arms import ORIGINAL
 
-PRIMARY = "foo_became_city"
+PRIMARY = "foo_became_city"      # claims.PRIMARY (findings reads records without importing the model stack)
 MARK = {"supported": "+", "contradicted": "-", "inconclusive": "?"}
 
 
