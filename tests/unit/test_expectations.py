@@ -95,18 +95,6 @@ def test_a_measured_exception_from_another_adapter_or_evaluation_is_tested_as_de
     assert record.declared_verdict({"expected": e.text}) is False
 
 
-def test_the_entries_written_before_the_evaluation_hash_no_longer_apply(monkeypatch):
-    """The committed file has no evaluation hash yet: even with the adapter it names, an entry is
-    tested as declared until the file is regenerated from a run that records one."""
-    entry = json.loads(expectations.MEASURED.read_text())["exceptions"][0]
-    if "eval_hash" in entry:
-        pytest.skip("measured_otherwise.json was regenerated with evaluation hashes")
-    monkeypatch.setattr(expectations, "adapter_keys", lambda a, b, cfg, family=False: tuple(entry["adapter_keys"]))
-    a, b = (entry["arm"].split("-vs-") + [ORIGINAL])[:2]
-    e = expectations.expected(entry["claim"], a, b, CPU)
-    assert e.measured is None and "(none recorded)" in e.stale
-
-
 def test_a_stale_exception_is_listed_in_the_terminal_summary(measured):
     from tests.unit.test_claims_layer import _Item
 
