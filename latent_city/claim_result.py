@@ -24,7 +24,7 @@ class ClaimResult:
     test: str                     # the statistical test, in words
     unit: str                     # the unit of replication ("prompt pairs", "held-out cities", ...)
     n: int                        # how many units
-    statistic_name: str           # what `statistic` is (share of layers, rank-biserial, rank, rho, ...)
+    statistic_name: str           # what `statistic` is (rank-biserial, rank, rho, t, ...)
     statistic: float              # the test's own statistic
     effect_name: str              # what `effect` is
     effect: float                 # the effect size
