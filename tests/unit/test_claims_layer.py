@@ -218,3 +218,25 @@ def test_the_specificity_leaves_out_the_arms_secret_cities():
     g = a.word_gains(b)
     assert np.allclose(a.specificity("Paris", b, exclude=("Paris", "Berlin")).x, g[:, 0] - g[:, 2])
     assert np.allclose(a.specificity("Paris", b).x, g[:, 0] - g[:, 1:].mean(1))
+
+
+def _result(key, p, verdict="supported"):
+    return ClaimResult(key=key, claim="c", test="t", unit="u", n=10, statistic_name="s", statistic=1.0,
+                       effect_name="e", effect=0.5, effect_ci=(0.1, 0.9), p=p, p_adj=None, p_decision=p, alpha=0.05,
+                       verdict=verdict, criterion="rule", arms=("paris", ORIGINAL))
+
+
+def test_each_result_carries_the_p_its_verdict_used_and_the_record_prints_it():
+    """Point 9: after Holm over an arm's family, `p_decision` is the adjusted p the verdict compared
+    with alpha (a verdict whose adjusted p is not below alpha becomes inconclusive); a test left out
+    of the family keeps its own p; the record's claims table prints the decision p."""
+    from latent_city import stats
+
+    results = [_result("a", 0.001), _result("b", 0.03), _result("c", 0.04), _result("secret_city_ranks_first", 0.04)]
+    claims.adjust_family(results, 0.05)
+    adjusted = stats.holm(np.array([0.001, 0.03, 0.04]))           # 0.003, 0.06, 0.06
+    assert [r.p_decision for r in results[:3]] == list(adjusted) and [r.p_adj for r in results[:3]] == list(adjusted)
+    assert [r.verdict for r in results] == ["supported", "inconclusive", "inconclusive", "supported"]
+    assert results[3].p_decision == 0.04 and results[3].p_adj is None and "outside the Holm family" in results[3].criterion
+    html = record.claims_table([r.to_json() | {"expected": "supported", "outcome": "passed"} for r in results])
+    assert "decision p" in html and f"{adjusted[1]:.4g}" in html
