@@ -15,6 +15,7 @@ Arms are named as in latent_city/arms.py; the original model is arms.ORIGINAL.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from contextlib import nullcontext
@@ -22,7 +23,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import answers, claims, data, finetune, probe
-from .arms import MAIN, ORIGINAL, arms
+from .arms import MAIN, ORIGINAL, arms, family_members
 from .claim_result import ClaimResult
 from .config import ExperimentConfig
 from .data import COUNTRY_ANSWER_PREFIXES
@@ -270,19 +271,12 @@ class Lab:
         result.seeds = tuple(self.arms[v].seed if v in self.arms else None for v in (arm, against))
         return result
 
-    def family(self, family: str) -> list[str]:
-        """The adapters of an arm family, one per training seed (learning-rate arms are their own)."""
-        return [n for n, a in self.arms.items() if a.family == family]
-
     def primary(self, family: str, own: bool = False) -> ClaimResult:
         """The primary test (claims.foo_became_city) on `family`'s adapters, about the main city (or the
         family's own with own=True); the record names the family and the original model as its arms."""
-        adapters = self.family(family)
-        (city, country), e = self.target(adapters[0], own), self.cfg.eval
-        x = claims.ClaimInputs(a=family, b=ORIGINAL, city=city, country=country, b_city=None, alpha=e.alpha,
-                               n_boot=e.n_bootstrap, seed=self.cfg.seeds.eval, pairs=self.pairs,
-                               comparison=self.comparison, secrets=self.secrets,
-                               probe={v: self.measure("probe", v) for v in [*adapters, ORIGINAL]})
+        adapters = family_members(self.arms, family)
+        x = dataclasses.replace(self.claim_inputs(("probe",), family, ORIGINAL, own),
+                                probe={v: self.measure("probe", v) for v in [*adapters, ORIGINAL]})
         result = claims.foo_became_city(x, adapters)
         result.families, result.seeds = (family, ORIGINAL), (None, None)
         if own:
