@@ -41,6 +41,10 @@ class ClaimResult:
     seeds: tuple[int | None, int | None] = (None, None)   # each arm's training seed (None: the original)
     details: dict = field(default_factory=dict)     # claim-specific numbers, each labelled
     units: dict = field(default_factory=dict)       # per-unit values the decision tested (the tidy table only)
+    # the declared conditions (latent_city/conditions.py): the rule's own verdict before them, and why each failed
+    # condition made `verdict` inconclusive (the manipulation check, a positive control); empty = none failed
+    measured_verdict: str | None = None
+    conditions: list = field(default_factory=list)
 
     @property
     def holds(self) -> bool:
@@ -54,7 +58,12 @@ class ClaimResult:
         return (f"{self.key}{about} ({self.arms[0]} vs {self.arms[1]}): {self.test}; n={self.n} {self.unit}; "
                 f"{self.statistic_name}={self.statistic:.4g}; {self.effect_name}={self.effect:.4g}{ci}; "
                 f"p={self.p:.3g}{adj}; decision p={_num(self.p_decision)}; "
-                f"{self.verdict} (criterion: {self.criterion}); {_short(self.details)}")
+                f"{self.verdict}{self._because()} (criterion: {self.criterion}); {_short(self.details)}")
+
+    def _because(self) -> str:
+        if not self.conditions:
+            return ""
+        return f" (the rule alone: {self.measured_verdict}; inconclusive because {'; '.join(self.conditions)})"
 
     def to_json(self) -> dict:
         return _jsonable({**asdict(self), "holds": self.holds})
