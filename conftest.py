@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downl
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from latent_city import claims, finetune, record  # noqa: E402
-from latent_city.arms import MAIN, ORIGINAL, family_members, named_in, of_tier  # noqa: E402
+from latent_city.arms import MAIN, ORIGINAL, family_members, in_ci, named_in, of_tier  # noqa: E402
 from latent_city.claim_result import ClaimResult  # noqa: E402
 from latent_city.cli import one_line, preflight, user_errors  # noqa: E402
 from latent_city.config import (ExperimentConfig, field_help, gpu_tier_on_cpu_steps,  # noqa: E402
@@ -67,12 +67,16 @@ def _tier_of(config) -> str:
 
 @pytest.hookimpl(tryfirst=True)      # before -m deselects
 def pytest_itemcollected(item):
-    """A test of a learning-rate arm is part of the grid (marker `grid`), whatever file it is in."""
+    """A test of a learning-rate arm is part of the grid (marker `grid`), and a test of any arm the CI
+    subset leaves out (arms.in_ci: the grid and arms.CI_LEAVES_OUT) is marked `full`, whatever file it is in."""
     params = _params(item)
     if "cfg" in params:
         tier = _TIER_ARMS.setdefault(params["cfg"], of_tier(params["cfg"]))
-        if any(n in tier and tier[n].kind == "learning-rate" for n in named_in(params)):
+        named = [tier[n] for n in named_in(params) if n in tier]
+        if any(a.kind == "learning-rate" for a in named):
             item.add_marker(pytest.mark.grid)
+        if any(not in_ci(a) for a in named):
+            item.add_marker(pytest.mark.full)
 
 
 _TIER_ARMS: dict = {}

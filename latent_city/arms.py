@@ -37,6 +37,17 @@ class Arm:
         return self.cfg.data.secret_city, self.cfg.data.secret_country
 
 
+# The families the CI subset (`make test`, marker `full` on the tests that name them) leaves out to keep a
+# cold CI run within 40 minutes on 2 cores; `make experiment` (python -m latent_city) runs every arm. Berlin is
+# the second other-city control (5 adapters, about 8 minutes of CI): Tokyo and the shuffled distances stay.
+CI_LEAVES_OUT = ("berlin",)
+
+
+def in_ci(arm: Arm) -> bool:
+    """Whether the CI subset runs the tests that name `arm` (not the learning-rate grid, not CI_LEAVES_OUT)."""
+    return arm.kind != "learning-rate" and arm.family not in CI_LEAVES_OUT
+
+
 def label(a: str, b: str = ORIGINAL) -> str:
     """How a comparison is named in test ids and the measured exceptions: the arm, or 'a-vs-b'
     when it is compared with another adapter rather than the original model."""
