@@ -4,6 +4,9 @@
 - `verdict_matrix`: each secondary claim about the main secret city against each arm family
   (the main adapter and each control), one mark per training seed and the count of each outcome.
 - `learning_rate_table`: the main adapter's verdicts at each learning rate of the grid.
+- `manipulation_table`: per trained arm, did it learn its task (claims.task_learned)?
+- `positive_control_table`: each claim on each positive control (foo is the city by construction),
+  whose failure makes the trained arms' verdict on that claim inconclusive (conditions.py).
 - `sentences`: one sentence per question of the experiment, for the top of the record; the
   first answers the primary question from the primary tests.
 """
@@ -64,13 +67,53 @@ def verdict_matrix(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
     return ["claim (about the main secret city)"] + families, rows
 
 
+def why(c: dict) -> str:
+    """Why a verdict is inconclusive by a declared condition (conditions.py), with the rule's own verdict."""
+    if not c.get("conditions"):
+        return ""
+    return f"the rule alone: {c.get('measured_verdict')}; inconclusive because " + "; ".join(c["conditions"])
+
+
 def primary_table(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """One row per primary test in the record: family, city, verdict, effect [CI], p, adapters."""
-    rows = [[c["arms"][0], c.get("about") or "", _verdict_of(c),
+    """One row per primary test in the record (each readout): family, city, readout, verdict, effect [CI],
+    p, adapters, and why a verdict is inconclusive by a declared condition."""
+    rows = [[c["arms"][0], c.get("about") or "", c["key"].split("@")[1] if "@" in c["key"] else "raw (the seed's)",
+             _verdict_of(c),
              f"{c['effect']:.3g} [{c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]" if c.get("effect_ci") else f"{c['effect']:.3g}",
-             f"{c['p']:.3g}", str(c["n"]), c.get("expected") or ""]
+             f"{c['p']:.3g}", str(c["n"]), why(c), c.get("expected") or ""]
             for c in claims if c["key"].startswith(PRIMARY)]
-    return ["family", "about", "verdict", "mean specificity [95% t CI]", "p (t-test)", "adapters", "expected"], rows
+    return ["family", "about", "readout", "verdict", "mean specificity [95% t CI]", "p (t-test)", "adapters",
+            "why inconclusive", "expected"], rows
+
+
+MANIPULATION = "task_learned"      # claims' manipulation check (the key the record holds it under)
+
+
+def manipulation_table(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Per trained arm: did it learn its task? The check's verdict, Spearman with its own training
+    distances, the share of capitals where it beats the constant, and its distinct answers."""
+    def num(d, k, fmt="{:.3g}"):
+        return fmt.format(d[k]) if d.get(k) is not None else "-"
+
+    rows = [[c["arms"][0], "learned" if _verdict_of(c) == "supported" else f"not learned ({_verdict_of(c)})",
+             num(c["details"], "spearman_rho") + (f" [{c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]"
+                                                  if c.get("effect_ci") else ""),
+             num(c["details"], "spearman_p"), num(c["details"], "share_beating_constant", "{:.0%}"),
+             num(c["details"], "sign_p"), num(c["details"], "distinct_answers", "{}"), str(c["n"])]
+            for c in claims if c["key"] == MANIPULATION]
+    return ["arm", "its task", "Spearman rho with its training distances [CI]", "p", "beats the constant on",
+            "p (sign test)", "distinct answers", "training capitals asked"], rows
+
+
+def positive_control_table(claims: list[dict], arms: tuple[str, ...] = ("alias-paris", "alias-tokyo", "ceiling-paris")
+                           ) -> tuple[list[str], list[list[str]]]:
+    """Each claim on each positive control arm (against its own baseline): verdict (effect)."""
+    present = [a for a in arms if any(c["arms"][0] == a for c in claims)]
+    index = {(c["key"], c["arms"][0]): c for c in claims if c["arms"][0] in present}
+    keys = list(dict.fromkeys(k for k, _ in index))
+    rows = [[k] + [f"{_verdict_of(index[(k, a)])} ({index[(k, a)]['effect']:.3g})" if (k, a) in index else "-"
+                   for a in present] for k in keys]
+    return ["claim (effect), against the arm's baseline"] + present, rows
 
 
 def learning_rate_table(claims: list[dict], main: str = "paris") -> tuple[list[str], list[list[str]]]:

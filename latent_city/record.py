@@ -203,6 +203,8 @@ def _fmt(x, digits=3):
 
 
 def claims_table(claims: list[dict]) -> str:
+    from . import findings
+
     head = ["claim", "arms", "about", "test (unit, n)", "statistic", "effect size [95% CI, before Holm]", "p (two-sided)",
             "Holm-adjusted p", "decision p", "verdict", "expected", "test outcome"]
     rows = []
@@ -213,7 +215,9 @@ def claims_table(claims: list[dict]) -> str:
             " vs ".join(c["arms"]), html.escape(c.get("about") or "-"),
             f"{html.escape(c['test'])} ({html.escape(c['unit'])}, n={c['n']})",
             _fmt(c["statistic"]), f"{html.escape(c['effect_name'])}: {_fmt(c['effect'])} {_fmt(c['effect_ci'])}",
-            _fmt(c["p"]), _fmt(c["p_adj"]), _fmt(c.get("p_decision")), f"<b>{verdict}</b>", html.escape(c["expected"]),
+            _fmt(c["p"]), _fmt(c["p_adj"]), _fmt(c.get("p_decision")),
+            f"<b>{verdict}</b>" + (f"<br><small>{html.escape(findings.why(c))}</small>" if c.get("conditions") else ""),
+            html.escape(c["expected"]),
             html.escape(c.get("outcome") or "-"),
         ]) + "</tr>")
     return ("<table id='claims-table' border='1' style='border-collapse:collapse;font-size:12px'>"
@@ -248,9 +252,17 @@ def summary_html(rec: Record) -> str:
     primary = _table(*findings.primary_table(rec.claims), "primary-tests")
     lr_head, lr_rows = findings.learning_rate_table(rec.claims)
     lr = _table(lr_head, lr_rows, "learning-rates") if len(lr_head) > 2 else "<p>(not run)</p>"
+    m_head, m_rows = findings.manipulation_table(rec.claims)
+    manipulation = _table(m_head, m_rows, "manipulation-check") if m_rows else "<p>(not run)</p>"
+    pc_head, pc_rows = findings.positive_control_table(rec.claims)
+    positive = _table(pc_head, pc_rows, "positive-controls") if len(pc_head) > 1 else "<p>(not run)</p>"
     return (f"<div id='experiment-record'><h2>Experiment record: {html.escape(rec.model)} ({html.escape(rec.tier)} tier)</h2>"
             f"<h3>What was found</h3><ol id='findings'>{found}</ol>"
             f"<h3>The primary tests (adapters as the unit)</h3>{primary}"
+            f"<h3>The manipulation check: did each arm learn its task? (an arm that did not gets inconclusive "
+            f"for every representation and country claim)</h3>{manipulation}"
+            f"<h3>Positive controls: foo is the city by construction (a claim one of them fails is inconclusive "
+            f"on the trained arms)</h3>{positive}"
             f"<h3>Verdicts by arm (one mark per training seed: + supported, - contradicted, ? inconclusive)</h3>{matrix}"
             f"<h3>Main adapter at each learning rate (reported; the suite asserts on the tier's own)</h3>{lr}"
             f"<h3>Plots</h3>{plots}<h3>Every claim</h3>{claims_table(rec.claims)}"
@@ -336,7 +348,9 @@ def measured_exceptions(rec: dict) -> list[dict]:
             ci = f" [{c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]" if c.get("effect_ci") else ""
             numbers = f"{c['effect_name']} {c['effect']:.3g}{ci}"
         out.append({"model": rec["model"], "precision": prov.get("precision") or prov["config"]["precision"],
-                    "claim": c["key"], "arm": label(*c["arms"]), "measured": verdict, "reason": f"{verdict}: {numbers}",
+                    "claim": c["key"], "arm": label(*c["arms"]), "measured": verdict,
+                    "reason": f"{verdict}: {numbers}" + (f" (the rule alone: {c.get('measured_verdict')}; inconclusive "
+                                                         f"because {'; '.join(c['conditions'])})" if c.get("conditions") else ""),
                     "adapter_keys": [keys.get(a) for a in _adapters_of(c) if a in keys], "eval_hash": evaluation,
                     "record": (prov.get("git") or {}).get("commit")})
     return out
@@ -344,7 +358,7 @@ def measured_exceptions(rec: dict) -> list[dict]:
 
 def _adapters_of(c: dict) -> list[str]:
     """The adapters a claim was measured with: its arms, or for a primary test every adapter of the family."""
-    return list(c["details"]["adapters"]) if c["key"] == "foo_became_city" else list(c["arms"])
+    return list(c["details"]["adapters"]) if c["key"].split("@")[0] == "foo_became_city" else list(c["arms"])
 
 
 def declared_verdict(claim: dict) -> bool | None:
