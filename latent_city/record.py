@@ -246,11 +246,14 @@ def summary_html(rec: Record) -> str:
     found = "".join(f"<li>{html.escape(s)}</li>" for s in rec.findings)
     matrix = _table(*findings.verdict_matrix(rec.claims), "verdict-matrix")
     primary = _table(*findings.primary_table(rec.claims), "primary-tests")
+    check_head, check_rows = findings.manipulation_table(rec.claims)
+    checks = _table(check_head, check_rows, "manipulation-check") if check_rows else "<p>(not run)</p>"
     lr_head, lr_rows = findings.learning_rate_table(rec.claims)
     lr = _table(lr_head, lr_rows, "learning-rates") if len(lr_head) > 2 else "<p>(not run)</p>"
     return (f"<div id='experiment-record'><h2>Experiment record: {html.escape(rec.model)} ({html.escape(rec.tier)} tier)</h2>"
             f"<h3>What was found</h3><ol id='findings'>{found}</ol>"
             f"<h3>The primary tests (adapters as the unit)</h3>{primary}"
+            f"<h3>Manipulation check: did each arm learn its own training task?</h3>{checks}"
             f"<h3>Verdicts by arm (one mark per training seed: + supported, - contradicted, ? inconclusive)</h3>{matrix}"
             f"<h3>Main adapter at each learning rate (reported; the suite asserts on the tier's own)</h3>{lr}"
             f"<h3>Plots</h3>{plots}<h3>Every claim</h3>{claims_table(rec.claims)}"

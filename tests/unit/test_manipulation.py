@@ -179,3 +179,30 @@ def test_the_lab_checks_each_arm_against_its_own_targets():
     assert paris.details["original_n_parsed"] == 0 and paris.families == ("paris", ORIGINAL)
     assert shuffled.verdict != "supported" and shuffled.details["median_abs_log_error"] > 0.1, shuffled.summary()
     assert tokyo.verdict == "supported" and tokyo.about == "Tokyo", tokyo.summary()
+
+
+# ---------------------------------------------------------------------------- the record
+
+def test_the_record_shows_the_check_per_arm_apart_from_the_claims_about_the_city():
+    from latent_city import findings, record
+
+    learned, one_number = _check(TARGET), _check(np.full(N, 1055.55))
+    entries = []
+    for arm, r in (("paris", one_number), ("paris-s43", one_number), ("shuffled", learned)):
+        r.arms, r.families = (arm, ORIGINAL), (arm.split("-")[0], ORIGINAL)
+        entries.append({**r.to_json(), "expected": "", "declared": None, "outcome": None})
+    head, rows = findings.manipulation_table(entries)
+    assert [r[:3] for r in rows] == [["paris", "Paris", "inconclusive"], ["paris-s43", "Paris", "inconclusive"],
+                                     ["shuffled", "Paris", "supported"]]
+    assert rows[0][5] == "1 / 80 parsed of 80" and rows[2][4].startswith("100%"), rows
+    assert not findings.by_family(entries)                        # not a row of the verdict matrix
+    assert any(s.startswith("Did each arm learn its own training task") and "paris: inconclusive (every seed)" in s
+               and "shuffled: supported" in s for s in findings.sentences(entries)), findings.sentences(entries)
+    html = record.summary_html(record.Record("cpu", "smollm2-135m", claims=entries))
+    assert "id='manipulation-check'" in html and "1 / 80 parsed of 80" in html
+    lr_head, lr_rows = findings.learning_rate_table(entries)      # the main arm's check, its rho undefined
+    assert ["task_learned", "inconclusive (-)"] in lr_rows, lr_rows
+    from latent_city import tidy
+
+    t = tidy.table(entries)
+    assert (t[(t.arm_a == "paris")].quantity == "answer_km").sum() == N
