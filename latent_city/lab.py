@@ -9,6 +9,7 @@ so a quick run (`pytest --quick`) trains and measures the main arm only.
     lab = Lab(ExperimentConfig.for_tier("cpu"))
     lab.claim("hidden_similarity_rises", "tokyo")     # Paris claim, on the Tokyo control
     lab.claim("double_dissociation", "paris", against="tokyo")
+    lab.manipulation("shuffled")        # did the arm learn its own training task? (latent_city/manipulation.py)
 
 Arms are named as in latent_city/arms.py; the original model is arms.ORIGINAL.
 """
