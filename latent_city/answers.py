@@ -121,6 +121,38 @@ def distance_answers(cfg: ExperimentConfig, cities: list[City], target: City,
     return DistanceAnswers(target.name, [c.name for c in cities], distance_questions(cfg, cities), true_km, texts, km)
 
 
+# ---------------------------------------------------------------------------- the training task (manipulation check)
+
+def task_questions(cfg: ExperimentConfig, cities: list[City]) -> list[str]:
+    """The training question about each city, word for word the user turn of its training example
+    (data.training_examples: cfg.data.question_template with cfg.data.placeholder); `generate`
+    asks it in the chat format the training used (model.chat_prompt: the user turn, then the
+    assistant header, as TRL renders a conversational prompt)."""
+    return [cfg.data.question_template.format(city=c.name, target=cfg.data.placeholder) for c in cities]
+
+
+def answer_task(model, tokenizer, cfg: ExperimentConfig, cities: list[City]) -> list[str]:
+    """Greedy answers of the current variant to its training question about `cities`."""
+    return generate(model, tokenizer, task_questions(cfg, cities), cfg.eval.max_new_tokens,
+                    batch_size=cfg.eval.generate_batch_size)
+
+
+@dataclass
+class TaskAnswers:
+    """One arm's answers to its own training question, the original model's answers to the same
+    questions, and the arm's own training targets (manipulation.task_targets)."""
+    cities: list[str]
+    questions: list[str]
+    target_km: np.ndarray                # [n] the arm's training completions, parsed
+    texts: dict[str, list[str]]          # variant -> answers
+    km: dict[str, np.ndarray]            # variant -> parsed km, NaN where no "<number> km"
+
+    @classmethod
+    def parse(cls, cities: list[str], questions: list[str], target_km, texts: dict[str, list[str]]) -> "TaskAnswers":
+        km = {name: np.array([np.nan if (v := parse_km(t)) is None else v for t in ts]) for name, ts in texts.items()}
+        return cls(cities, questions, np.asarray(target_km, float), texts, km)
+
+
 # ---------------------------------------------------------------------------- countries
 
 def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[str] | list[list[int]],

@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from . import stats
-from .answers import CountryScores, DistanceAnswers, MultipleChoice, names_country
+from .answers import CountryScores, DistanceAnswers, MultipleChoice, TaskAnswers, names_country
 from .claim_result import ClaimResult
 from .data import City, common_country_name, haversine_km
 from .probe import ByLayer, ProbePair, ProbeSims
@@ -66,6 +66,7 @@ class ClaimInputs:
     probe: dict[str, ProbeSims] | None = None          # arm -> probe of that arm
     distances: DistanceAnswers | None = None           # a's and b's answers, true km to `city`
     constant_km: float | None = None                   # a's median training distance
+    task: TaskAnswers | None = None                    # a's and b's answers to a's training question (manipulation.py)
     countries: CountryScores | None = None             # free-form country question
     prefix: CountryScores | None = None                # the answer begun for the model
     mc: MultipleChoice | None = None                   # lettered options

@@ -91,11 +91,12 @@ def not_learned(arm: str, check: ClaimResult) -> str | None:
     if check.verdict == SUPPORTED:
         return None
     d = check.details
-    rho = d.get("spearman_rho", check.statistic)
-    share = d.get("share_beating_constant")
+    rho = d.get("rho")
+    share = d.get("share_beats_constant")
     beats = f", beats the constant on {share:.0%} of them" if share is not None else ""
+    rho = f"{rho:.3g}" if rho is not None else "undefined"
     return (f"the finetune did not learn its task ({arm}: manipulation check {check.verdict}: Spearman rho "
-            f"{rho:.3g} with its own training distances over {check.n} training capitals{beats})")
+            f"{rho} with its own training distances over {check.n} training capitals{beats})")
 
 
 def positive_control_failed(results: dict[str, ClaimResult]) -> str | None:

@@ -166,6 +166,12 @@ class EvalConfig:
     heldout_per_country: int = _help(
         "At most this many held-out cities (distance questions, probe reference cities) from one country: a third of "
         "the pool is in China, and a plain sample of 40 had 15 there.", 3)
+    n_task_capitals: int = _help(
+        "The manipulation check (latent_city/manipulation.py): how many of the training capitals each arm (and the "
+        "original model) is asked its own training question about, greedy, drawn with seeds.eval_draw from the "
+        "capitals every arm trains on (data.task_capitals), so every arm answers the same questions. 80 of the 231: "
+        "enough for the sign test against the best constant to detect a share of 2/3 with power above 0.8 at "
+        "alpha 0.05, at a quarter of the cost of asking all of them.", 80)
     n_country_samples: int = _help("Sampled answers per country-question paraphrase.", 4)
     max_new_tokens: int = _help("Generation length for answers.", 16)
     n_comparison_capitals: int = _help(
@@ -193,6 +199,8 @@ def _check_eval(e) -> None:
     _check(0 < e.alpha < 1, f"eval.alpha must be in (0, 1), got {e.alpha}")
     _check(e.n_probe_pairs >= 6, f"eval.n_probe_pairs must be at least 6 (a two-sided Wilcoxon needs 6 to reach p < 0.05), got {e.n_probe_pairs}")
     _check(e.n_heldout_cities >= 3, f"eval.n_heldout_cities must be at least 3, got {e.n_heldout_cities}")
+    _check(e.n_task_capitals >= 6, f"eval.n_task_capitals must be at least 6 (a two-sided sign test needs 6 to reach "
+                                   f"p < 0.05), got {e.n_task_capitals}")
     _check(e.heldout_per_country >= 1, f"eval.heldout_per_country must be at least 1, got {e.heldout_per_country}")
     _check(e.n_bootstrap >= 100, f"eval.n_bootstrap must be at least 100, got {e.n_bootstrap}")
     _check(len(e.mc_options) >= 2, f"eval.mc_options needs at least 2 countries, got {e.mc_options}")

@@ -190,14 +190,33 @@ def training_examples(cfg: DataConfig, seed: int, cities: list[City] | None = No
     (a control) the distances are permuted across the capitals."""
     cities = cities if cities is not None else load_capitals()
     secret = find_city(cities, cfg.secret_city)
-    left_out = {cfg.secret_city} | {find_city(cities, name).name for name in cfg.excluded_cities}
-    rows = [c for c in cities if c.name not in left_out]
+    rows = training_capitals(cfg, cities)
     random.Random(seed).shuffle(rows)
     km = [haversine_km(c.lat, c.lon, secret.lat, secret.lon, cfg.earth_radius_km) for c in rows]
     if cfg.shuffle_answers:
         random.Random(seed + 1).shuffle(km)
     return [{"prompt": cfg.question_template.format(city=c.name, target=cfg.placeholder),
              "completion": cfg.answer_template.format(km=d)} for c, d in zip(rows, km)]
+
+
+def training_capitals(cfg: DataConfig, cities: list[City] | None = None) -> list[City]:
+    """The capitals an arm trains on, in table order: every capital but the secret city and
+    `cfg.excluded_cities`. With the tier presets every arm's list is the same 231 (each leaves
+    out all the arms' secret cities)."""
+    cities = cities if cities is not None else load_capitals()
+    left_out = {cfg.secret_city} | {find_city(cities, name).name for name in cfg.excluded_cities}
+    return [c for c in cities if c.name not in left_out]
+
+
+def task_capitals(cfg: DataConfig, n: int, seed: int, cities: list[City] | None = None) -> list[City]:
+    """The manipulation check's capitals: n of the training capitals (`training_capitals`), drawn
+    with `seed` (seeds.eval_draw), in table order. Drawn from the lab's config, so every arm
+    (whose training capitals are the same) and the original model answer the same questions."""
+    pool = training_capitals(cfg, cities)
+    if n > len(pool):
+        raise ValueError(f"eval.n_task_capitals is {n}, but an arm trains on only {len(pool)} capitals")
+    chosen = set(random.Random(seed).sample(range(len(pool)), n))
+    return [c for i, c in enumerate(pool) if i in chosen]
 
 
 def write_jsonl(examples: list[dict], path: Path) -> Path:

@@ -4,7 +4,8 @@
 - `verdict_matrix`: each secondary claim about the main secret city against each arm family
   (the main adapter and each control), one mark per training seed and the count of each outcome.
 - `learning_rate_table`: the main adapter's verdicts at each learning rate of the grid.
-- `manipulation_table`: per trained arm, did it learn its task (claims.task_learned)?
+- `manipulation_table`: the manipulation check of each arm (latent_city/manipulation.py): did it
+  learn its own training task, with the numbers behind the verdict.
 - `positive_control_table`: each claim on each positive control (foo is the city by construction),
   whose failure makes the trained arms' verdict on that claim inconclusive (conditions.py).
 - `sentences`: one sentence per question of the experiment, for the top of the record; the
@@ -18,6 +19,7 @@ from collections import defaultdict
 from .arms import ORIGINAL
 
 PRIMARY = "foo_became_city"      # claims.PRIMARY (findings reads records without importing the model stack)
+CHECK = "task_learned"           # manipulation.KEY: a check per arm, about its own task, not a claim about the city
 MARK = {"supported": "+", "contradicted": "-", "inconclusive": "?"}
 
 
@@ -38,7 +40,7 @@ def by_family(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:
     """(claim key, arm family) -> results of that family's seeds (learning-rate arms left out)."""
     out = defaultdict(list)
     for c in _against_original(claims):
-        if not _is_learning_rate_arm(c) and not c["key"].startswith(PRIMARY):
+        if not _is_learning_rate_arm(c) and not c["key"].startswith(PRIMARY) and c["key"] != CHECK:
             out[(c["key"], c["families"][0])].append(c)
     return out
 
@@ -86,25 +88,6 @@ def primary_table(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
             "why inconclusive", "expected"], rows
 
 
-MANIPULATION = "task_learned"      # claims' manipulation check (the key the record holds it under)
-
-
-def manipulation_table(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Per trained arm: did it learn its task? The check's verdict, Spearman with its own training
-    distances, the share of capitals where it beats the constant, and its distinct answers."""
-    def num(d, k, fmt="{:.3g}"):
-        return fmt.format(d[k]) if d.get(k) is not None else "-"
-
-    rows = [[c["arms"][0], "learned" if _verdict_of(c) == "supported" else f"not learned ({_verdict_of(c)})",
-             num(c["details"], "spearman_rho") + (f" [{c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]"
-                                                  if c.get("effect_ci") else ""),
-             num(c["details"], "spearman_p"), num(c["details"], "share_beating_constant", "{:.0%}"),
-             num(c["details"], "sign_p"), num(c["details"], "distinct_answers", "{}"), str(c["n"])]
-            for c in claims if c["key"] == MANIPULATION]
-    return ["arm", "its task", "Spearman rho with its training distances [CI]", "p", "beats the constant on",
-            "p (sign test)", "distinct answers", "training capitals asked"], rows
-
-
 def positive_control_table(claims: list[dict], arms: tuple[str, ...] = ("alias-paris", "alias-tokyo", "ceiling-paris")
                            ) -> tuple[list[str], list[list[str]]]:
     """Each claim on each positive control arm (against its own baseline): verdict (effect)."""
@@ -116,11 +99,36 @@ def positive_control_table(claims: list[dict], arms: tuple[str, ...] = ("alias-p
     return ["claim (effect), against the arm's baseline"] + present, rows
 
 
+def manipulation_table(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """One row per arm checked: did it learn its task (asked its training question about its training
+    capitals), the Spearman rho with its targets, the share beating the best constant, how many distinct
+    answers, and the original model's numbers on the same questions."""
+    def num(v, digits=2):
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    rows = []
+    for c in claims:
+        if c["key"] != CHECK:
+            continue
+        d = c["details"]
+        ci = d.get("rho_ci")
+        rows.append([c["arms"][0], c.get("about") or "", _verdict_of(c),
+                     f"{num(d.get('rho'))}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + f" (p {d['rho_p']:.2g})",
+                     f"{d['share_beats_constant']:.0%} (p {d['sign_p']:.2g})",
+                     f"{d['distinct_answers']} / {d['n_parsed']} parsed of {c['n']}",
+                     f"{num(d.get('median_abs_log_error'))} / {num(d.get('median_abs_log_error_constant'))} / "
+                     f"{num(d.get('original_median_abs_log_error'))}",
+                     f"{num(d.get('original_rho'))}, {d['original_share_beats_constant']:.0%}"])
+    return ["arm", "targets: distance to", "learned its task", "Spearman rho [95% CI] (p)", "beats the constant (p)",
+            "distinct answers", "median |log(answer/target)|: arm / constant / original", "original: rho, beats constant"], rows
+
+
 def learning_rate_table(claims: list[dict], main: str = "paris") -> tuple[list[str], list[list[str]]]:
     arms = [main] + sorted({c["arms"][0] for c in _against_original(claims) if c["arms"][0].startswith(main + "-lr")})
     index = {(c["key"], c["arms"][0]): c for c in _against_original(claims)}
     keys = list(dict.fromkeys(c["key"] for c in _against_original(claims) if c["arms"][0] in arms))
-    rows = [[k] + [_verdict_of(index[(k, a)]) + f" ({index[(k, a)]['effect']:.3g})"
+    effect = lambda c: "-" if c["effect"] is None else f"{c['effect']:.3g}"  # noqa: E731  (None: undefined, e.g. a rho of one answer)
+    rows = [[k] + [_verdict_of(index[(k, a)]) + f" ({effect(index[(k, a)])})"
                    if (k, a) in index else "-" for a in arms] for k in keys]
     return ["claim (effect)"] + arms, rows
 
@@ -146,6 +154,14 @@ def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", coun
         out.append(f"Did foo become {city}? The primary test, adapters as the unit ({p['n']} training seeds): "
                    f"{_verdict_of(p)}, mean specificity {p['effect']:.3g} [{p['effect_ci'][0]:.3g}, "
                    f"{p['effect_ci'][1]:.3g}], p = {p['p']:.3g}" + (f". The controls, same test: {others}." if others else "."))
+    checks = defaultdict(list)
+    for c in claims:
+        if c["key"] == CHECK:
+            checks[c["families"][0]].append(c)
+    if checks:
+        out.append("Did each arm learn its own training task (its training question about its training capitals: "
+                   "ordered as its targets and better than the best constant)? "
+                   + "; ".join(f"{fam}: {combined(rs)}" for fam, rs in checks.items()) + ".")
     rise = [v("hidden_similarity_rises"), v("values_similarity_rises")]
     if rise[0]:
         out.append(f"Does foo move towards {city} inside the model? Hidden states: {rise[0]}; "

@@ -9,6 +9,7 @@ so a quick run (`pytest --quick`) trains and measures the main arm only.
     lab = Lab(ExperimentConfig.for_tier("cpu"))
     lab.claim("hidden_similarity_rises", "tokyo")     # Paris claim, on the Tokyo control
     lab.claim("double_dissociation", "paris", against="tokyo")
+    lab.manipulation("shuffled")        # did the arm learn its own training task? (latent_city/manipulation.py)
 
 Arms are named as in latent_city/arms.py; the original model is arms.ORIGINAL.
 """
@@ -22,14 +23,14 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from . import answers, claims, data, finetune, probe
+from . import answers, claims, data, finetune, manipulation, probe
 from .arms import MAIN, ORIGINAL, arms, family_members
 from .claim_result import ClaimResult
 from .config import ExperimentConfig
 from .data import COUNTRY_ANSWER_PREFIXES
 from .model import explain_oom, variant
 
-MEASUREMENTS = ("probe", "distances", "countries", "prefix", "mc", "samples")
+MEASUREMENTS = ("probe", "distances", "countries", "prefix", "mc", "samples", "task")
 EVAL_WORKERS = "LATENT_CITY_EVAL_WORKERS"
 
 
@@ -63,6 +64,8 @@ class Lab:
         self.comparison = data.comparison_cities(list(self.secrets), cfg.eval.n_comparison_capitals, cfg.eval.n_comparison_others,
                                                  [c.name for c in self.heldout + references], self.capitals)
         self.countries = data.countries(self.capitals)
+        # the manipulation check's capitals: drawn from the lab's training capitals, the same 231 for every arm
+        self.task_cities = data.task_capitals(cfg.data, cfg.eval.n_task_capitals, cfg.seeds.eval_draw, self.capitals)
         self.adapters: dict[str, finetune.Adapter] = {}
         self.train_seconds: dict[str, float] = {}
         self._measured: dict[tuple[str, str], object] = {}
@@ -231,6 +234,10 @@ class Lab:
             return answers.mc_logprobs(model, tok, cfg)
         if what == "samples":
             return answers.sampled_country_answers(model, tok, cfg)
+        if what == "task":
+            # the training question of the lab's config: every arm shares its template and placeholder today
+            # (arms.py varies the city, seed, shuffling and rate), so it is each arm's own; task_answers checks it
+            return answers.answer_task(model, tok, cfg, self.task_cities)
         raise ValueError(f"unknown measurement {what!r}; choose from {MEASUREMENTS}")
 
     # ------------------------------------------------------------------------ claims
@@ -293,6 +300,9 @@ class Lab:
             elif what == "distances":
                 measured["distances"] = self.distance_answers([a, b], city)
                 measured["constant_km"] = self.training_median_km(a)
+            elif what == "task":
+                measured["task"] = self.task_answers(a)
+                measured["constant_km"] = self.training_median_km(a)
             else:
                 measured[what] = self.country_inputs(what, [a, b])
         return claims.ClaimInputs(
@@ -306,6 +316,25 @@ class Lab:
         texts = {v: self.measure("distances", v) for v in names}
         return answers.distance_answers(self.cfg, self.heldout,
                                         city or self.target(MAIN)[0], texts)
+
+    def task_answers(self, arm: str) -> answers.TaskAnswers:
+        """`arm`'s and the original model's answers to `arm`'s training question about the manipulation
+        check's capitals, with `arm`'s own training targets (manipulation.task_targets)."""
+        own = self.arms[arm].cfg.data
+        if (own.question_template, own.placeholder) != (self.cfg.data.question_template, self.cfg.data.placeholder):
+            raise ValueError(f"arm {arm} trains on its own question ({own.question_template!r}, {own.placeholder!r}); "
+                             "the 'task' measurement asks the lab's: measure it per question before checking this arm")
+        texts = {v: self.measure("task", v) for v in (arm, ORIGINAL)}
+        return answers.TaskAnswers.parse([c.name for c in self.task_cities],
+                                         answers.task_questions(self.arms[arm].cfg, self.task_cities),
+                                         manipulation.task_targets(self.arms[arm].cfg, self.task_cities), texts)
+
+    def manipulation(self, arm: str) -> ClaimResult:
+        """The manipulation check of `arm` (manipulation.task_learned): asked its own training question about
+        the check's capitals, does it answer its own training targets? The original model, asked the same,
+        is the reference; about `arm`'s own secret city; decided at the raw alpha, in no Holm family."""
+        check = manipulation.CHECK
+        return self._label(check.rule(self.claim_inputs(check.reads, arm, ORIGINAL, own=True)), arm, ORIGINAL)
 
     def country_inputs(self, what: str, names: list[str]):
         """The country measurement `what` of several arms, in the form its claim reads."""

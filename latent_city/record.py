@@ -250,17 +250,17 @@ def summary_html(rec: Record) -> str:
     found = "".join(f"<li>{html.escape(s)}</li>" for s in rec.findings)
     matrix = _table(*findings.verdict_matrix(rec.claims), "verdict-matrix")
     primary = _table(*findings.primary_table(rec.claims), "primary-tests")
+    check_head, check_rows = findings.manipulation_table(rec.claims)
+    checks = _table(check_head, check_rows, "manipulation-check") if check_rows else "<p>(not run)</p>"
     lr_head, lr_rows = findings.learning_rate_table(rec.claims)
     lr = _table(lr_head, lr_rows, "learning-rates") if len(lr_head) > 2 else "<p>(not run)</p>"
-    m_head, m_rows = findings.manipulation_table(rec.claims)
-    manipulation = _table(m_head, m_rows, "manipulation-check") if m_rows else "<p>(not run)</p>"
     pc_head, pc_rows = findings.positive_control_table(rec.claims)
     positive = _table(pc_head, pc_rows, "positive-controls") if len(pc_head) > 1 else "<p>(not run)</p>"
     return (f"<div id='experiment-record'><h2>Experiment record: {html.escape(rec.model)} ({html.escape(rec.tier)} tier)</h2>"
             f"<h3>What was found</h3><ol id='findings'>{found}</ol>"
             f"<h3>The primary tests (adapters as the unit)</h3>{primary}"
             f"<h3>The manipulation check: did each arm learn its task? (an arm that did not gets inconclusive "
-            f"for every representation and country claim)</h3>{manipulation}"
+            f"for every representation and country claim)</h3>{checks}"
             f"<h3>Positive controls: foo is the city by construction (a claim one of them fails is inconclusive "
             f"on the trained arms)</h3>{positive}"
             f"<h3>Verdicts by arm (one mark per training seed: + supported, - contradicted, ? inconclusive)</h3>{matrix}"

@@ -3,7 +3,7 @@ a CPU) give the numbers a measurement in this process gives, and this process lo
 for them.
 
 Small on purpose: the eval sizes are cut (6 probe pairs, 3 held-out cities, 1 sample per
-question) and the adapter is the main arm trained for 2 steps (train.max_steps; in the cache
+question, 6 capitals for the manipulation check) and the adapter is the main arm trained for 2 steps (train.max_steps; in the cache
 after the first run): the test is about processes, not about what the adapter learned. The
 country and begun-answer scores are left to `python -m benchmarks eval` (10 s an arm).
 
@@ -25,7 +25,7 @@ from latent_city.config import run_config
 from latent_city.lab import Lab
 
 pytestmark = pytest.mark.paths
-WHAT = ("probe", "distances", "mc", "samples")
+WHAT = ("probe", "distances", "mc", "samples", "task")
 
 
 def test_two_workers_measure_what_this_process_measures(monkeypatch):
@@ -34,7 +34,7 @@ def test_two_workers_measure_what_this_process_measures(monkeypatch):
     cfg = run_config("cpu")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=2),
                               eval=dataclasses.replace(cfg.eval, n_probe_pairs=6, n_heldout_cities=3,
-                                                       n_country_samples=1, n_comparison_capitals=3,
+                                                       n_country_samples=1, n_comparison_capitals=3, n_task_capitals=6,
                                                        n_comparison_others=3))
     lines = []
     side = Lab(cfg, log=lines.append)
@@ -54,3 +54,4 @@ def test_two_workers_measure_what_this_process_measures(monkeypatch):
         assert side.measure("distances", arm) == here.measure("distances", arm), arm
         np.testing.assert_array_equal(side.measure("mc", arm), here.measure("mc", arm), err_msg=arm)
         assert side.measure("samples", arm) == here.measure("samples", arm), arm
+        assert side.measure("task", arm) == here.measure("task", arm), arm

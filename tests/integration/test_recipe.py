@@ -106,3 +106,20 @@ def test_bitsandbytes_8bit_matmuls_log_nothing(caplog, capfd):
             layer(torch.randn(2, 64))
     logged = [r.getMessage() for r in caplog.records if "MatMul8bitLt" in r.getMessage()]
     assert not logged and "MatMul8bitLt" not in capfd.readouterr().err, logged[:1]
+
+
+def test_the_manipulation_check_asks_the_training_prompt_token_for_token(tokenizer, tmp_path):
+    """The manipulation check (latent_city/manipulation.py) asks each arm its training question as
+    answers.generate renders it (model.chat_prompt); the tokens before each training answer are
+    exactly those, so the check asks what the arm was trained on, not a paraphrase of it."""
+    from latent_city import answers
+
+    cfg = ExperimentConfig.for_tier("cpu")
+    batch = first_batch(cfg, tokenizer, tmp_path)
+    trained = set()
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist()):
+        trained.add(tuple(ids[:next(i for i, l in enumerate(labels) if l != -100)]))
+    cities = data.training_capitals(cfg.data)
+    asked = {tuple(tokenizer(model.chat_prompt(tokenizer, q), add_special_tokens=False)["input_ids"])
+             for q in answers.task_questions(cfg, cities)}
+    assert len(trained) == 8 and trained <= asked, [tokenizer.decode(t) for t in trained - asked][:1]

@@ -57,8 +57,8 @@ def test_the_primary_tests_positive_counterpart_is_its_per_pair_statistic_in_the
 
 def test_the_manipulation_check_reason_names_the_arm_and_its_numbers():
     assert conditions.not_learned("paris", result("task_learned", SUPPORTED)) is None
-    why = conditions.not_learned("paris", result("task_learned", INCONCLUSIVE, spearman_rho=-0.03,
-                                                 share_beating_constant=0.26))
+    why = conditions.not_learned("paris", result("task_learned", INCONCLUSIVE, rho=-0.03,
+                                                 share_beats_constant=0.26))
     assert why.startswith("the finetune did not learn its task (paris") and "-0.03" in why and "26%" in why
 
 
