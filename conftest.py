@@ -49,7 +49,7 @@ GPU_NEEDS = ("the GPU tier needs a CUDA GPU (about 10 GB free for the 8B model i
 
 def pytest_addoption(parser):
     g = parser.getgroup("latent_city")
-    g.addoption("--retrain", action="store_true", help="train the adapter again even if it is cached")
+    g.addoption("--retrain", action="store_true", help="train the adapters and make the measurements again even if they are cached")
     g.addoption("--no-record", action="store_true", help="write no HTML/JSON experiment record under reports/")
     g.addoption("--quick", action="store_true",
                 help="the main adapter only: skip the tests that need control adapters or train through "

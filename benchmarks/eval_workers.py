@@ -83,7 +83,7 @@ def _lscpu_model() -> str:
 def bench_eval() -> None:
     import torch
 
-    from latent_city import finetune, lab as lab_module
+    from latent_city import finetune, lab as lab_module, measure_cache
     from latent_city.arms import ORIGINAL
     from latent_city.config import run_config
     from latent_city.lab import MEASUREMENTS, Lab
@@ -98,6 +98,7 @@ def bench_eval() -> None:
     threads = torch.get_num_threads()
     workers = int(os.environ.get(lab_module.EVAL_WORKERS, "") or 2)
     os.environ[lab_module.EVAL_WORKERS] = str(workers)
+    os.environ[measure_cache.ENV_VAR] = "0"      # time the measuring, not a read of the measurement cache
 
     side = Lab(cfg, log=print)
     with PeakMemory() as side_mem:

@@ -171,7 +171,8 @@ def suite_check(env_model: str | None):
     def run():
         import os
 
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", **({"LATENT_CITY_MODEL": env_model} if env_model else {})}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "LATENT_CITY_MEASURE_CACHE": "0",    # measure on the GPU, not read
+               **({"LATENT_CITY_MODEL": env_model} if env_model else {})}
         r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "--quick", "--no-record", "-q", "-p",
                             "no:cacheprovider"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
         last = (r.stdout.strip().splitlines() or ["(no output)"])[-1]

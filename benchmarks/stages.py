@@ -1,5 +1,5 @@
 """Stage times and peak memory of the suite and of the experiment, cold (a fresh cache: it
-trains) and warm (the adapter cached), each in a subprocess as a user would run it.
+trains) and warm (the adapter and the measurements cached), each in a subprocess as a user would run it.
 
     python -m benchmarks stages        # the main adapter only (pytest --quick)
     python -m benchmarks stages-full   # every arm: 14 adapters to train cold (about 25 minutes a run)

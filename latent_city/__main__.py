@@ -2,7 +2,7 @@
 
     python -m latent_city              # CPU tier, SmolLM2-135M
     python -m latent_city --tier gpu   # the seed's Llama-3-8B-Instruct in 8-bit
-    python -m latent_city --retrain    # ignore the cached adapters
+    python -m latent_city --retrain    # ignore the cached adapters and measurements
     python -m latent_city --quick      # the main adapter only, no controls
     python -m latent_city --check      # check the model, precision, cities and cache; run nothing
     python -m latent_city --list-arms  # the arms the experiment trains, one name a line; run nothing
@@ -31,7 +31,7 @@ def parse(argv=None) -> argparse.Namespace:
 
     p = Parser(prog="python -m latent_city", description=__doc__.splitlines()[0])
     p.add_argument("--tier", choices=["cpu", "gpu"], default="cpu")
-    p.add_argument("--retrain", action="store_true", help="train the adapters again even if cached")
+    p.add_argument("--retrain", action="store_true", help="train the adapters and make the measurements again even if cached")
     p.add_argument("--quick", action="store_true", help="the main adapter only, no controls (for iterating)")
     p.add_argument("--check", action="store_true",
                    help="check the model, precision, cities and cache, print the plan and exit (0 = ready)")

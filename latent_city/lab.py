@@ -3,7 +3,9 @@ from the cache) and loaded into it by name, and each measurement made once per v
 
 The original model (every adapter disabled) is measured once and shared by all arms, since
 all of them start from the same base weights. Measurements are made when first asked for,
-so a quick run (`pytest --quick`) trains and measures the main arm only.
+so a quick run (`pytest --quick`) trains and measures the main arm only, and each is kept on disk
+(latent_city/measure_cache.py): a later run with the same model, adapter, evaluation config and
+code reads it instead of loading the model.
 
     from latent_city.lab import Lab
     lab = Lab(ExperimentConfig.for_tier("cpu"))
@@ -19,16 +21,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
 
-from . import answers, claims, data, finetune, manipulation, probe
+from . import answers, cache, claims, data, finetune, manipulation, measure_cache, probe
 from .arms import MAIN, ORIGINAL, arms, family_members
 from .claim_result import ClaimResult
 from .config import ExperimentConfig
 from .data import COUNTRY_ANSWER_PREFIXES
-from .model import explain_oom, variant
+from .model import explain_oom, resolve, variant, weights_hash
 
 MEASUREMENTS = ("probe", "distances", "countries", "prefix", "mc", "samples", "task")
 EVAL_WORKERS = "LATENT_CITY_EVAL_WORKERS"
@@ -70,7 +73,11 @@ class Lab:
         self.train_seconds: dict[str, float] = {}
         self._measured: dict[tuple[str, str], object] = {}
         self._secondary: dict[str, dict[str, ClaimResult]] = {}
-        self.measure_seconds: dict[tuple[str, str], float] = {}    # made in a worker (measure_all): its seconds
+        self.measure_seconds: dict[tuple[str, str], float] = {}    # made in a worker (measure_all) or read: its seconds
+        self.measured_from_cache: set[tuple[str, str]] = set()     # (what, arm) read from the measurement cache
+        # read measurements from the cache (not with --retrain or LATENT_CITY_MEASURE_CACHE=0); always write them
+        self.read_measurements = not retrain and measure_cache.reading()
+        self._variant_keys: dict[str, dict] = {}
         self.model = self.tokenizer = None
 
     def _heldout(self, n: int) -> list[data.City]:
@@ -167,15 +174,64 @@ class Lab:
     # ------------------------------------------------------------------------ measurements
 
     def measure(self, what: str, arm: str):
-        """Measurement `what` (one of MEASUREMENTS) of `arm` (or ORIGINAL), made once."""
+        """Measurement `what` (one of MEASUREMENTS) of `arm` (or ORIGINAL), made once: read from the
+        measurement cache if it is there (no model loaded), else made and written to it."""
+        if what not in MEASUREMENTS:
+            raise ValueError(f"unknown measurement {what!r}; choose from {MEASUREMENTS}")
         key = (what, arm)
-        if key not in self._measured:
+        if key not in self._measured and not self._read_cached(what, arm):
             name = None if arm == ORIGINAL else arm
             model = self._load(name)
             with self.stage(f"{what} [{arm}]"), self._progress(what, arm), variant(model, name), \
                     explain_oom(f"measuring {what} of {arm}"):
-                self._measured[key] = self._compute(what, model)
+                value = self._compute(what, model)
+            self._measured[key] = value
+            self._write_cached(what, arm, value)
         return self._measured[key]
+
+    def variant_key(self, arm: str) -> dict:
+        """What identifies the model `arm` is measured on and how it is measured (the measurement
+        cache's key adds the measurement and the code): an adapter's key and the hash of its sealed
+        files (a retrained adapter is measured again), or for the original model the base weights'
+        hash; the precision; and the hash of the evaluation config. An arm evaluated differently
+        from the lab's config (another context, say) must add the hash of its own evaluation here."""
+        if arm not in self._variant_keys:
+            if arm == ORIGINAL:
+                spec = resolve(self.cfg.model)
+                model = {"base": spec.name, "weights": weights_hash(spec)}
+            else:
+                ad = self.adapter(arm)
+                model = {"adapter": ad.key, "files": cache.sha256_file(ad.path / cache.COMPLETE)}
+            self._variant_keys[arm] = {**model, "precision": self.cfg.precision, "eval": self.cfg.eval_hash()}
+        return self._variant_keys[arm]
+
+    def measure_key(self, what: str, arm: str) -> str:
+        return measure_cache.key(self.variant_key(arm), what)
+
+    def _write_cached(self, what: str, arm: str, value) -> None:
+        """Write a measurement to the measurement cache; one that cannot be written (a full disk)
+        only costs the next run its measuring again: said, and the run goes on."""
+        try:
+            measure_cache.put(self.measure_key(what, arm), value)
+        except OSError as e:
+            warnings.warn(f"latent_city: could not write measurement {what} of {arm} to the cache ({e}); "
+                          "the next run measures it again", stacklevel=2)
+
+    def _read_cached(self, what: str, arm: str) -> bool:
+        """Read measurement `what` of `arm` from the measurement cache into the lab; False if it is
+        not there (or damaged) or reading is off."""
+        if not self.read_measurements:
+            return False
+        start = time.perf_counter()
+        value = measure_cache.get(self.measure_key(what, arm))
+        if value is None:
+            return False
+        self._measured[(what, arm)] = value
+        self.measured_from_cache.add((what, arm))
+        self.measure_seconds[(what, arm)] = round(time.perf_counter() - start, 2)
+        if self.progress is not None:
+            self.progress.read_from_cache(what, arm)
+        return True
 
     def measure_all(self, names, what=MEASUREMENTS) -> int:
         """Make the measurements `what` of every arm in `names` and of the original model now, in
@@ -186,13 +242,19 @@ class Lab:
         one 2-thread process took 46.7 s a model, one 1-thread worker 78 s, two side by side
         40.3 s a model, 1.16x (reports/benchmarks/eval.md), with every number bit-identical.
 
-        With one worker (CUDA, or LATENT_CITY_EVAL_WORKERS=1) it does nothing: measurements are
+        Measurements in the measurement cache are read here first; only the rest go to workers.
+        With one worker (CUDA, or LATENT_CITY_EVAL_WORKERS=1) nothing more is done: measurements are
         made in this process when first asked for, as before. Adapters must be trained first
         (train_all); a worker reads them from the cache and never trains. Returns the workers used."""
         unknown = [w for w in what if w not in MEASUREMENTS]
         if unknown:
             raise ValueError(f"unknown measurement {unknown[0]!r}; choose from {MEASUREMENTS}")
-        jobs = [(v, tuple(w for w in what if (w, v) not in self._measured)) for v in dict.fromkeys([*names, ORIGINAL])]
+        variants = list(dict.fromkeys([*names, ORIGINAL]))
+        read = [(w, v) for v in variants for w in what if (w, v) not in self._measured and self._read_cached(w, v)]
+        if read:
+            self.log(f"latent_city: {len(read)} measurements of {len({v for _, v in read})} models read from the "
+                     f"measurement cache ({measure_cache.folder()}), not measured again")
+        jobs = [(v, tuple(w for w in what if (w, v) not in self._measured)) for v in variants]
         jobs = [(v, ws) for v, ws in jobs if ws]
         workers = eval_workers(len(jobs))
         if workers <= 1 or not jobs:
@@ -367,6 +429,7 @@ def _start_eval_worker(cfg: ExperimentConfig, adapters: dict, threads: int) -> N
     torch.set_num_threads(threads)
     _WORKER_LAB = Lab(cfg, log=lambda line: None)
     _WORKER_LAB.adapters.update(adapters)
+    _WORKER_LAB.read_measurements = False    # the parent read what the cache had: what it sends is to be made
 
 
 def _measure_in_worker(arm: str, what: tuple[str, ...]) -> dict:

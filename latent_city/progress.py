@@ -87,6 +87,11 @@ class Progress:
         self.durations.setdefault(kind, []).append(seconds)
         self.write(self.line(kind, arm).replace("] training ·", "] trained ·"))
 
+    def read_from_cache(self, kind: str, arm: str) -> None:
+        """A measurement read from the measurement cache: done, and neither timed (a read says
+        nothing of what measuring takes) nor a line of its own (the lab says how many it read)."""
+        self.todo.discard((kind, arm))
+
     @contextmanager
     def stage(self, kind: str, arm: str):
         """A stage of `kind` ("train", "load" or a measurement) for `arm`; timed when it ends."""

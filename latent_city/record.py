@@ -56,7 +56,9 @@ class Record:
                 "memory_mb": self.memory,
                 "findings": self.findings, "samples": self.samples,
                 "claims": [{k: v for k, v in c.items() if k != "units"} for c in self.claims],   # units: the tidy table
-                "training_seconds": getattr(self.lab, "train_seconds", {}), "plots": sorted(self.plots)}
+                "training_seconds": getattr(self.lab, "train_seconds", {}),
+                "measurements_read_from_cache": sorted(f"{w} [{a}]" for w, a in getattr(self.lab, "measured_from_cache", ())),
+                "plots": sorted(self.plots)}
 
 
 # ---------------------------------------------------------------------------- stages

@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from latent_city import finetune
+from latent_city import finetune, measure_cache
 from latent_city import lab as lab_module
 from latent_city.arms import MAIN, ORIGINAL
 from latent_city.config import run_config
@@ -29,6 +29,8 @@ WHAT = ("probe", "distances", "mc", "samples", "task")
 
 
 def test_two_workers_measure_what_this_process_measures(monkeypatch):
+    # both labs measure (neither reads the measurement cache, which would compare a file with itself)
+    monkeypatch.setenv(measure_cache.ENV_VAR, "0")
     monkeypatch.setenv(lab_module.EVAL_WORKERS, "2")
     monkeypatch.setenv(finetune.WORKERS, "1")
     cfg = run_config("cpu")

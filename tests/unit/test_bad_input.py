@@ -141,8 +141,10 @@ def test_running_out_of_gpu_memory_names_the_options_that_lower_it():
 def test_a_lab_measurement_that_runs_out_of_gpu_memory_says_what_lowers_it(monkeypatch):
     import torch
 
+    from latent_city import measure_cache
     from latent_city.lab import Lab
 
+    monkeypatch.setenv(measure_cache.ENV_VAR, "0")      # measure (no adapter needed for a cache key)
     lab = Lab(ExperimentConfig.for_tier("cpu"))
     lab.model = type("FakePeft", (), {"peft_config": {"paris": None}, "disable_adapter": None})()
     monkeypatch.setattr(Lab, "_load", lambda self, name: self.model)

@@ -6,21 +6,31 @@ from pathlib import Path
 
 import pytest
 
-from latent_city import finetune
+from latent_city import cache, finetune
+from latent_city import lab as lab_module
 from latent_city.config import ExperimentConfig
 from latent_city.lab import Lab
 
 
+def fake_adapter(folder: Path, name: str, trained: bool = True) -> finetune.Adapter:
+    """An adapter entry with nothing in it but its seal (the measurement cache hashes the seal)."""
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    (folder / name / cache.COMPLETE).write_text(f"sealed {name}")
+    return finetune.Adapter(folder / name, f"key-{name}", {}, trained, 50.0, [], {})
+
+
 @pytest.fixture
-def fake_lab(monkeypatch):
+def fake_lab(monkeypatch, tmp_path):
     lab_box, events, cached = [], [], set()
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "cache"))     # the measurements go here, not the user's cache
+    monkeypatch.setattr(lab_module, "weights_hash", lambda spec: "base-weights")
 
     def get_adapter(cfg, retrain=False):
         name = next(n for n, a in lab_box[0].arms.items() if a.cfg == cfg)
         trained = retrain or name not in cached
         events.append(("train" if trained else "read", name, lab_box[0].model is not None))
         cached.add(name)
-        return finetune.Adapter(Path("/fake") / name, f"key-{name}", {}, trained, 50.0, [], {})
+        return fake_adapter(tmp_path / "adapters", name, trained)
 
     def load_finetuned(cfg, adapter, adapter_name):
         events.append(("load model", adapter_name, None))
@@ -57,7 +67,7 @@ def test_every_selected_arm_is_trained_before_the_evaluation_model_is_loaded(fak
     assert lines[1].startswith("latent_city: adapter 2/3 tokyo-s43: trained in 50 s"), lines
 
 
-def test_with_workers_the_missing_arms_train_side_by_side_before_the_model_is_loaded(fake_lab, monkeypatch):
+def test_with_workers_the_missing_arms_train_side_by_side_before_the_model_is_loaded(fake_lab, monkeypatch, tmp_path):
     lab, events, lines = fake_lab
     lab.adapter("berlin")                            # already trained: not sent to the workers
     sent = []
@@ -67,7 +77,7 @@ def test_with_workers_the_missing_arms_train_side_by_side_before_the_model_is_lo
         sent.append((names, workers))
         for i, name in reversed(list(enumerate(names))):      # finishing in any order
             events.append(("train", name, lab.model is not None))
-            done(i, finetune.Adapter(Path("/fake") / name, f"key-{name}", {}, True, 50.0, [], {}))
+            done(i, fake_adapter(tmp_path / "adapters", name))
         return []
 
     monkeypatch.setenv(finetune.WORKERS, "2")
@@ -91,7 +101,6 @@ def test_an_arm_trained_later_first_frees_the_evaluation_model(fake_lab):
 def test_measure_all_sends_each_arm_and_measurement_once_and_keeps_the_results(fake_lab, monkeypatch):
     """Lab.measure_all hands every (arm, measurement) not yet made to the workers once, the original
     model as one more arm, stores what comes back, and later `measure` calls load no model."""
-    from latent_city import lab as lab_module
     from latent_city.arms import ORIGINAL
     from latent_city.lab import MEASUREMENTS
 
@@ -123,8 +132,6 @@ def test_measure_all_sends_each_arm_and_measurement_once_and_keeps_the_results(f
 
 
 def test_with_one_eval_worker_measure_all_does_nothing(fake_lab, monkeypatch):
-    from latent_city import lab as lab_module
-
     lab, events, lines = fake_lab
     monkeypatch.setattr(lab_module, "measure_side_by_side", lambda *a: pytest.fail("sent to workers"))
     monkeypatch.setenv(lab_module.EVAL_WORKERS, "1")
