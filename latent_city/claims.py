@@ -26,6 +26,7 @@ Declared before the data:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,7 +36,7 @@ from . import stats
 from .answers import CountryScores, DistanceAnswers, MultipleChoice, TaskAnswers, names_country
 from .claim_result import ClaimResult
 from .data import City, common_country_name, haversine_km
-from .probe import ByLayer, ProbePair, ProbeSims
+from .probe import READOUT_WHY, READOUTS, ByLayer, ProbePair, ProbeSims
 from .stats import CONTRADICTED, INCONCLUSIVE, SUPPORTED
 
 # Tests whose smallest attainable two-sided p is above alpha / (the family's size), so that under Holm
@@ -129,7 +130,8 @@ def adjust_family(results, alpha: float) -> None:
     """Holm over the secondary claims of one arm that have a p (in place): each result's p_adj and
     p_decision become its Holm-adjusted p, and a verdict stands only if that is below alpha. Left
     out: NOT_IN_FAMILY (a test whose smallest attainable p no correction lets through)."""
-    tested = [r for r in results if r.p_decision is not None and np.isfinite(r.p) and r.key not in NOT_IN_FAMILY]
+    tested = [r for r in results
+              if r.p_decision is not None and np.isfinite(r.p) and base_key(r.key) not in NOT_IN_FAMILY]
     if not tested:
         return
     adjusted = stats.holm(np.array([r.p for r in tested]), alpha)
@@ -138,7 +140,7 @@ def adjust_family(results, alpha: float) -> None:
         r.verdict = stats.after_adjustment(r.verdict, q, alpha)
         r.criterion += f"; Holm over this arm's {len(tested)} secondary claims"
     for r in results:
-        if r.key in NOT_IN_FAMILY:
+        if base_key(r.key) in NOT_IN_FAMILY:
             r.criterion += "; outside the Holm family (its smallest attainable p is above alpha / the family's size)"
 
 
@@ -499,12 +501,17 @@ SMALLEST_EFFECT_ACROSS_ADAPTERS = 2.0
 SMALLEST_EFFECT_OVER_PAIRS = 0.65
 
 
-def foo_became_city(x: ClaimInputs, adapters: list[str]) -> ClaimResult:
+def foo_became_city(x: ClaimInputs, adapters: list[str], readout: str = "raw") -> ClaimResult:
     """The primary test of "did foo become the city", with adapters as the unit: for each adapter of
     the family (one per training seed), the mean over prompt pairs of the specificity of the
     hidden-state gain (gain towards the city minus the mean gain towards the comparison cities,
     layers 1..L-1, against the original model); a two-sided one-sample t-test across adapters and
-    its (1 - alpha) CI; three outcomes by stats.verdict. `x.a` names the family."""
+    its (1 - alpha) CI; three outcomes by stats.verdict. `x.a` names the family. `readout`
+    (probe.READOUTS): the cosines it is computed on; the key gets "@<readout>" but for the raw one."""
+    return _marked(_foo_became_city(_reading(x, readout), adapters), readout)
+
+
+def _foo_became_city(x: ClaimInputs, adapters: list[str]) -> ClaimResult:
     city = x.city.name
     per_pair = {v: x.probe[v].specificity(city, x.probe[x.b], exclude=x.secrets).per_pair() for v in adapters}
     means = np.array([per_pair[v].mean() for v in adapters])
@@ -559,3 +566,68 @@ REGISTRY: dict[str, Claim] = {c.key: c for c in [
 # every claim that compares an arm with the original model (the double dissociation compares two adapters);
 # on each arm they are one family of secondary claims, Holm-adjusted together (`adjust_family`)
 AGAINST_ORIGINAL = [k for k in REGISTRY if k != "double_dissociation"]
+
+
+# ---------------------------------------------------------------------------- the same claims by other readouts
+
+def readout_key(key: str, readout: str) -> str:
+    """A claim's key under `readout` (probe.READOUTS): the key itself for the raw readout (the
+    seed's), else "<key>@<readout>"."""
+    return key if readout == "raw" else f"{key}@{readout}"
+
+
+def base_key(key: str) -> str:
+    """The claim a key is a readout of ("hidden_gain_specific@centred" -> "hidden_gain_specific")."""
+    return key.split("@")[0]
+
+
+def _reading(x: ClaimInputs, readout: str) -> ClaimInputs:
+    """x with every probe read by `readout` (x itself for the raw readout)."""
+    if readout not in READOUTS:
+        raise ValueError(f"unknown readout {readout!r}; declared: {', '.join(READOUTS)}")
+    if readout == "raw":
+        return x
+    return dataclasses.replace(x, probe={v: p.readout(readout) for v, p in x.probe.items()})
+
+
+def _marked(result: ClaimResult, readout: str) -> ClaimResult:
+    """A result computed on `readout` says so: its key, effect name and details (unchanged for raw)."""
+    if readout != "raw":
+        result.key = readout_key(result.key, readout)
+        result.effect_name += f" ({readout} readout)"
+        result.details = {**result.details, "readout": readout, "readout_why": READOUT_WHY[readout]}
+    return result
+
+
+def by_readout(entry: Claim, readout: str) -> Claim:
+    """`entry`'s claim with the probe read by `readout`: the same rule, statistic and alpha on that
+    readout's cosines, under the key "<key>@<readout>" (a rule of the one signature, named for it)."""
+    def rule(x: ClaimInputs) -> ClaimResult:
+        return _marked(entry.rule(_reading(x, readout)), readout)
+
+    rule.__name__ = rule.__qualname__ = readout_key(entry.key, readout)
+    rule.__doc__ = f"{entry.key} on the {readout} readout: {READOUT_WHY[readout]}."
+    return Claim(rule.__name__, entry.reads, rule)
+
+
+# The claims computed on every readout besides the raw one: the ones issue 16 expects a positive control
+# (foo is Paris by construction) to pass, so that a readout is chosen on them: the specificity of the gain
+# (per adapter; the primary test across adapters is `foo_became_city(..., readout=)`), the rank among the
+# comparison cities, the double dissociation, and the plain rise of the similarity (claim 2). The other
+# probe claims (values, the control capital, distance, templates) read the same cosines and could be added
+# the same way; the logit lens and layer 0 read no cosine.
+BY_READOUT = ("hidden_similarity_rises", "hidden_gain_specific", "secret_city_ranks_first", "double_dissociation")
+READOUT_REGISTRY: dict[str, Claim] = {c.key: c for r in READOUTS if r != "raw"
+                                      for c in (by_readout(REGISTRY[k], r) for k in BY_READOUT)}
+# Their keys. NOT in REGISTRY or AGAINST_ORIGINAL, so Lab.secondary's Holm family, and with it the raw
+# claims' adjusted p, is unchanged: whether (and in which family) they are adjusted is the integrator's call.
+READOUT_CLAIMS = list(READOUT_REGISTRY)
+
+
+def lookup(key: str) -> Claim:
+    """The registry entry of `key`: a claim of REGISTRY or a readout variant (READOUT_REGISTRY)."""
+    if key in REGISTRY:
+        return REGISTRY[key]
+    if key in READOUT_REGISTRY:
+        return READOUT_REGISTRY[key]
+    raise KeyError(f"unknown claim {key!r}; claims: {', '.join(REGISTRY)}; by readout: {', '.join(READOUT_REGISTRY)}")

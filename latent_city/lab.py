@@ -313,7 +313,8 @@ class Lab:
         """Claim `key` (claims.REGISTRY) for `arm` against the original model (or another adapter),
         about the main arm's secret city (or `arm`'s own with own=True). Against the original model
         about the main city, every secondary claim of the arm is computed at once and Holm-adjusted
-        together (claims.adjust_family), so a verdict does not depend on which test ran first."""
+        together (claims.adjust_family), so a verdict does not depend on which test ran first. A
+        readout variant (claims.READOUT_CLAIMS) is outside that family: computed alone, at the raw alpha."""
         if against == ORIGINAL and not own and key in claims.AGAINST_ORIGINAL:
             return self.secondary(arm)[key]
         return self._claim(key, arm, against, own)
@@ -331,7 +332,7 @@ class Lab:
         return self._secondary[arm]
 
     def _claim(self, key: str, arm: str, against: str = ORIGINAL, own: bool = False) -> ClaimResult:
-        entry = claims.REGISTRY[key]
+        entry = claims.lookup(key)
         result = entry.rule(self.claim_inputs(entry.reads, arm, against, own))
         return self._label(result, arm, against)
 
@@ -340,16 +341,16 @@ class Lab:
         result.seeds = tuple(self.arms[v].seed if v in self.arms else None for v in (arm, against))
         return result
 
-    def primary(self, family: str, own: bool = False) -> ClaimResult:
+    def primary(self, family: str, own: bool = False, readout: str = "raw") -> ClaimResult:
         """The primary test (claims.foo_became_city) on `family`'s adapters, about the main city (or the
-        family's own with own=True); the record names the family and the original model as its arms."""
+        family's own with own=True), on the cosines of `readout` (probe.READOUTS); the record names the
+        family and the original model as its arms. Key: foo_became_city[_own][@<readout> but raw]."""
         adapters = family_members(self.arms, family)
         x = dataclasses.replace(self.claim_inputs(("probe",), family, ORIGINAL, own),
                                 probe={v: self.measure("probe", v) for v in [*adapters, ORIGINAL]})
-        result = claims.foo_became_city(x, adapters)
+        result = claims.foo_became_city(x, adapters, readout=readout)
         result.families, result.seeds = (family, ORIGINAL), (None, None)
-        if own:
-            result.key = claims.PRIMARY + "_own"
+        result.key = claims.readout_key(claims.PRIMARY + ("_own" if own else ""), readout)
         return result
 
     def claim_inputs(self, reads: tuple[str, ...], a: str, b: str, own: bool = False) -> claims.ClaimInputs:

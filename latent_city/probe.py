@@ -14,16 +14,18 @@ chat template, so all prompts are cut after the target and packed as prefix tree
 forward pass gives every layer's hidden state (`output_hidden_states`) and value vectors
 (the cache) at each target. The logit lens reads the placeholder's residual stream through
 the final norm and the unembedding at every layer. One call measures one variant (adapter on
-or off); latent_city/lab.py makes each measurement once.
+or off); latent_city/lab.py makes each measurement once. The placeholder is compared with each
+word by several readouts (READOUTS, computed in latent_city/readouts.py from the same states).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import readouts
 from .batching import forward_packed, gather_rows, pack_in_groups
 from .config import ExperimentConfig
 from .data import DISTANCE_PARAPHRASES, City
@@ -165,6 +167,17 @@ FIRST_COMPARED = {"hidden": 1, "values": 1}
 LAST_EXCLUDED = {"hidden": 1, "values": 0}     # how many of the last layers are left out
 CONTROL = "<the pair's control capital>"     # a word for `ProbeSims.similarity`: each pair's own control
 
+# How the placeholder's state is compared with a word's, declared before the data (latent_city/readouts.py
+# computes them from the states of one variant in one slot; every claim of the probe can be read by each):
+READOUT_WHY = {
+    "raw": "the cosine of the states as measured: the seed's readout, kept beside the others",
+    "centred": "the cosine after subtracting the mean state of the slot's words (per pair and layer): removes the "
+               "component every word in the slot shares (context, position), which dominates the raw cosine",
+    "standardised": "centred, then each dimension divided by its sd over the slot's words: a few dimensions of "
+                    "large variance (rogue dimensions, Timkey & van Schijndel 2021) no longer decide the cosine",
+}
+READOUTS = tuple(READOUT_WHY)
+
 
 def compared_slice(kind: str, n_layers: int) -> slice:
     """The compared layers of `kind` out of the n_layers measured (hidden: 0..L, values: 0..L-1)."""
@@ -214,6 +227,19 @@ class ProbeSims:
     embedding: np.ndarray                  # [n_pairs, d]: layer 0 at the placeholder
     lens: dict[str, np.ndarray]
     lens_rank: dict[str, np.ndarray]       # 1 = the most probable token of the vocabulary
+    # readout (READOUTS but raw) -> (hidden, values, control_hidden, control_values) as read by it
+    readouts: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
+
+    def readout(self, name: str) -> "ProbeSims":
+        """This probe as read by `name` (READOUTS; "raw": itself): the same words, embedding and lens,
+        that readout's cosines, so gain, specificity and city_gains read it unchanged."""
+        if name == "raw":
+            return self
+        if name not in self.readouts:
+            measured = ", ".join(["raw", *self.readouts])
+            raise KeyError(f"readout {name!r} was not measured (measured: {measured}; "
+                           f"declared: {', '.join(READOUTS)}; fewer than {readouts.MIN_WORDS} words measure raw alone)")
+        return ProbeSims(self.words, *self.readouts[name], self.embedding, self.lens, self.lens_rank)
 
     def hidden_to(self, word: str) -> np.ndarray:
         """[pairs, layers 0..L]: cosine with `word`, every hidden layer (0 = embeddings)."""
@@ -321,10 +347,20 @@ def measure(model, tokenizer, cfg: ExperimentConfig, pairs: list[ProbePair], wor
     k = len(targets) + 1
     hidden = hidden.reshape(len(pairs), k, *hidden.shape[1:])
     values = values.reshape(len(pairs), k, *values.shape[1:])
-    embedding = hidden[:, 0, 0].copy()
     lens_tokens = {w: tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in (lens_words or words[:1])}
     lens, rank = logit_lens(model, hidden[:, 0], lens_tokens)
+    return from_states(list(words), hidden, values, lens, rank)
+
+
+def from_states(words: list[str], hidden: np.ndarray, values: np.ndarray, lens: dict | None = None,
+                rank: dict | None = None) -> ProbeSims:
+    """The probe's cosines from the states of every slot: hidden [pairs, placeholder + words + control,
+    L+1, d] and values [..., L, kv]; every readout (READOUTS; the raw one alone with fewer than
+    readouts.MIN_WORDS words). Normalises the arrays in place (they are the largest here)."""
+    embedding = hidden[:, 0, 0].copy()
+    read = readouts.slot_cosines(hidden, values) if len(words) >= readouts.MIN_WORDS else {}
     h, v = _unit(hidden), _unit(values)
     h_sim = np.einsum("pld,pwld->pwl", h[:, 0], h[:, 1:])    # [pairs, words + control, layers]
     v_sim = np.einsum("pld,pwld->pwl", v[:, 0], v[:, 1:])
-    return ProbeSims(list(words), h_sim[:, :-1], v_sim[:, :-1], h_sim[:, -1], v_sim[:, -1], embedding, lens, rank)
+    return ProbeSims(words, h_sim[:, :-1], v_sim[:, :-1], h_sim[:, -1], v_sim[:, -1], embedding, lens or {},
+                     rank or {}, read)
