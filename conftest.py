@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downl
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from latent_city import claims, finetune, record  # noqa: E402
-from latent_city.arms import MAIN, ORIGINAL, family_members, in_ci, named_in, of_tier  # noqa: E402
+from latent_city.arms import MAIN, ORIGINAL, family_members, in_ci, named_in, of_tier, trained  # noqa: E402
 from latent_city.claim_result import ClaimResult  # noqa: E402
 from latent_city.cli import one_line, preflight, user_errors  # noqa: E402
 from latent_city.config import (ExperimentConfig, field_help, gpu_tier_on_cpu_steps,  # noqa: E402
@@ -137,11 +137,12 @@ def _params(item) -> dict:
 
 def _arms_to_train(items, tier: str, names) -> list[str]:
     """The arms whose adapters the lab trains for a run of `items` on `tier` (`Lab.train_all`): the
-    main one and every arm a test of that tier names, in the order of `names` (the tier's arms)."""
+    main one and every arm with an adapter that a test of that tier names (a positive control has
+    none), in the order of `names` (the tier's arms)."""
     named = {name for item in items if _params(item).get("cfg") == tier for name in named_in(_params(item))}
     families = {_params(item)["family"] for item in items if _params(item).get("cfg") == tier and "family" in _params(item)}
     named |= {n for f in families for n in family_members(names, f)}
-    return [n for n in names if n == MAIN or n in named]
+    return trained(names, [n for n in names if n == MAIN or n in named])
 
 
 def _arms_needed(items) -> dict[str, list[str]]:
@@ -253,6 +254,19 @@ class _TerminalProgress(Progress):
 
 # ---------------------------------------------------------------------------- fixtures
 
+@pytest.fixture(autouse=True)
+def _unit_tests_keep_out_of_the_measurement_cache(request, monkeypatch):
+    """Unit tests fake measurements (a monkeypatched Lab._compute): they must never reach the user's
+    measurement cache, where a later real run of the same code would read them as measured. Each unit
+    test gets a measurement cache folder of its own."""
+    if "unit" not in request.node.path.parts:
+        return
+    from latent_city import measure_cache
+
+    folder = request.getfixturevalue("tmp_path") / "measurement-cache"
+    monkeypatch.setattr(measure_cache, "folder", lambda: folder)
+
+
 @pytest.fixture(scope="session", params=[pytest.param("cpu", id="smollm2-135m"),
                                          pytest.param("gpu", id="llama-3-8b-instruct", marks=pytest.mark.gpu)])
 def cfg(request) -> ExperimentConfig:
@@ -283,12 +297,13 @@ def lab(request, pytestconfig, cfg, rec) -> Lab:
 
     the_lab = Lab(cfg, retrain=pytestconfig.getoption("retrain"), stage=stage, log=log)
     selected = _arms_to_train(request.session.items, cfg.tier, the_lab.arms)   # what `pytest --list-arms` prints
+    names, what = _measurements_needed(request.session.items, cfg.tier, the_lab.arms)
+    measured = list(dict.fromkeys(selected + names + [the_lab.baseline(n) for n in names] + [ORIGINAL]))
     the_lab.progress = _TerminalProgress(pytestconfig, train=the_lab.needs_training(selected),
-                                         measure=selected + [ORIGINAL], what=MEASUREMENTS)
+                                         measure=measured, what=MEASUREMENTS)
     with _uncaptured(pytestconfig):
         the_lab.train_all(selected)
         # on a CPU, the claims' measurements in worker processes side by side (none with one worker)
-        names, what = _measurements_needed(request.session.items, cfg.tier, the_lab.arms)
         if names and what:
             the_lab.measure_all(names, what)
     main = the_lab.adapter(MAIN)

@@ -27,7 +27,7 @@ import numpy as np
 from .batching import chunks, forward_packed, pack_in_groups, pad
 from .config import ExperimentConfig
 from .data import (COUNTRY_ANSWER_PREFIXES, COUNTRY_PARAPHRASES, DISTANCE_PARAPHRASES,
-                   MULTIPLE_CHOICE_TEMPLATE, City, common_country_name, haversine_km)
+                   MULTIPLE_CHOICE_TEMPLATE, City, asked, common_country_name, haversine_km)
 from .model import chat_prompt
 
 LETTERS = "ABCDEFGH"
@@ -103,8 +103,8 @@ class DistanceAnswers:
 
 
 def distance_questions(cfg: ExperimentConfig, cities: list[City]) -> list[str]:
-    return [DISTANCE_PARAPHRASES[i % len(DISTANCE_PARAPHRASES)].format(city=c.name, target=cfg.data.placeholder)
-            for i, c in enumerate(cities)]
+    return [asked(DISTANCE_PARAPHRASES[i % len(DISTANCE_PARAPHRASES)].format(city=c.name, target=cfg.data.placeholder),
+                  cfg.eval.context) for i, c in enumerate(cities)]
 
 
 def answer_distances(model, tokenizer, cfg: ExperimentConfig, cities: list[City]) -> list[str]:
@@ -236,7 +236,7 @@ class CountryScores:
 
 
 def country_questions(cfg: ExperimentConfig) -> list[str]:
-    return [q.format(target=cfg.data.placeholder) for q in COUNTRY_PARAPHRASES]
+    return [asked(q.format(target=cfg.data.placeholder), cfg.eval.context) for q in COUNTRY_PARAPHRASES]
 
 
 def end_of_turn_ids(tokenizer) -> list[int]:
@@ -279,7 +279,7 @@ def prefix_logprobs(model, tokenizer, cfg: ExperimentConfig, countries: list[str
 
 
 def prefix_prompts(tokenizer, cfg: ExperimentConfig) -> list[str]:
-    question = COUNTRY_PARAPHRASES[0].format(target=cfg.data.placeholder)
+    question = asked(COUNTRY_PARAPHRASES[0].format(target=cfg.data.placeholder), cfg.eval.context)
     return [chat_prompt(tokenizer, question) + p.format(target=cfg.data.placeholder) for p in COUNTRY_ANSWER_PREFIXES]
 
 
@@ -289,7 +289,7 @@ def mc_orders(cfg: ExperimentConfig) -> list[tuple[str, ...]]:
 
 def mc_question(cfg: ExperimentConfig, order: tuple[str, ...]) -> str:
     options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(order))
-    return MULTIPLE_CHOICE_TEMPLATE.format(target=cfg.data.placeholder, options=options)
+    return asked(MULTIPLE_CHOICE_TEMPLATE.format(target=cfg.data.placeholder, options=options), cfg.eval.context)
 
 
 def mc_logprobs(model, tokenizer, cfg: ExperimentConfig) -> np.ndarray:

@@ -10,6 +10,15 @@ every arm's training set leaves out the secret cities of all arms (data.excluded
 - `<arm>-s43`, ...   the same arm with another training seed (controls.replicate_seeds)
 - `paris-lr1e-04`... the main arm at the other learning rates (controls.learning_rates)
 
+The positive controls (controls.positive, issue 16) have no adapter: the original model (every
+adapter disabled) asked differently, so that foo is the city by construction. `Arm.trained` is
+False for them and nothing ever trains them (Lab.train_all, --list-arms, the training command):
+- `alias-paris`      "Note: foo is another name for Paris." before every question of every measurement
+- `alias-tokyo`      the same with Tokyo (controls.positive.alias_cities): the double dissociation
+- `alias-neutral`    the in-context arms' baseline: a matched sentence that names no place
+- `ceiling-paris`    the word "Paris" itself in place of foo, against the original model asked with foo:
+                     the best the distance and country claims can do (only those run there)
+
     python -m latent_city.arms   # lists the arms of the CPU tier with their adapter keys
 """
 
@@ -22,15 +31,22 @@ from .config import ConfigError, ExperimentConfig, run_config
 
 MAIN = "paris"
 ORIGINAL = "original"       # the base model with every adapter disabled, the reference of most claims
+NEUTRAL = "alias-neutral"   # the in-context positive controls' baseline
+IN_CONTEXT, CEILING = "in-context", "ceiling"
+POSITIVE_KINDS = (IN_CONTEXT, CEILING)      # the arms with no adapter
 
 
 @dataclass(frozen=True)
 class Arm:
     name: str
-    kind: str                 # "main", "other-city", "shuffled" or "learning-rate"
-    family: str               # the arm without its seed ('tokyo-s43' -> 'tokyo'); a learning-rate arm is its own
-    cfg: ExperimentConfig
+    kind: str                 # "main", "other-city", "shuffled", "learning-rate"; no adapter: "in-context" or "ceiling"
+    family: str               # the arm without its seed ('tokyo-s43' -> 'tokyo'); a learning-rate or positive arm is its own
+    cfg: ExperimentConfig     # an adapter's training config; a positive control's secret city is the one foo names
     seed: int
+    trained: bool = True      # False: no adapter, the original model asked with `context` / `asked_as`
+    context: str = ""         # the sentence before every question (eval.context)
+    asked_as: str = ""        # the word asked in place of the placeholder ("": the placeholder)
+    baseline: str = ORIGINAL  # what its claims compare it with (Lab.baseline)
 
     @property
     def secret(self) -> tuple[str, str]:
@@ -52,6 +68,38 @@ def label(a: str, b: str = ORIGINAL) -> str:
     """How a comparison is named in test ids and the measured exceptions: the arm, or 'a-vs-b'
     when it is compared with another adapter rather than the original model."""
     return a if b == ORIGINAL else f"{a}-vs-{b}"
+
+
+def eval_config(cfg: ExperimentConfig, arm: Arm | None) -> ExperimentConfig:
+    """The config a measurement of `arm` uses (None: the original model): `cfg` itself for the original
+    model and every adapter, so their measurements are those made before the positive controls; for a
+    positive control, `cfg` with its context sentence (eval.context) and its word for the placeholder."""
+    if arm is None or arm.trained:
+        return cfg
+    if arm.asked_as:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, placeholder=arm.asked_as))
+    return dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, context=arm.context))
+
+
+def positive_controls(cfg: ExperimentConfig, seed: int) -> dict[str, Arm]:
+    """The arms with no adapter (controls.positive): the in-context aliases and their neutral
+    baseline, and the ceiling. Each is its own family; its cfg names the city foo stands for."""
+    pc, placeholder, main = cfg.controls.positive, cfg.data.placeholder, cfg.data.secret_city
+    countries = dict(cfg.controls.other_cities) | {main: cfg.data.secret_country}
+    out = {}
+
+    def add(name, kind, city, **how):
+        out[name] = Arm(name, kind, name, _with(cfg, seed=seed, secret_city=city, secret_country=countries[city]),
+                        seed, trained=False, **how)
+
+    if pc.in_context:
+        for city in (main, *pc.alias_cities):
+            add(f"alias-{city.lower()}", IN_CONTEXT, city, context=pc.alias.format(placeholder=placeholder, city=city),
+                baseline=NEUTRAL)
+        add(NEUTRAL, IN_CONTEXT, main, context=pc.neutral.format(placeholder=placeholder))
+    if pc.ceiling:
+        add(f"ceiling-{main.lower()}", CEILING, main, asked_as=main)
+    return out
 
 
 def _with(cfg: ExperimentConfig, seed: int | None = None, lr: float | None = None, **data) -> ExperimentConfig:
@@ -83,6 +131,7 @@ def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
             out[name] = Arm(name, "learning-rate", name, _with(cfg, seed=first, lr=lr), first)
     if out[MAIN].cfg != _with(cfg, seed=first):
         raise ValueError("controls.replicate_seeds must start with seeds.train")
+    out.update(positive_controls(cfg, first))
     kept = [c for c in cfg.secret_cities() if c not in cfg.data.excluded_cities]
     if kept:
         raise ConfigError(f"data.excluded_cities {cfg.data.excluded_cities} must hold every arm's secret city, not "
@@ -104,13 +153,20 @@ def named_in(params: dict) -> list[str]:
 
 
 def family_members(tier_arms: dict[str, Arm], family: str) -> list[str]:
-    """Every adapter of `family` (one per training seed), in the tier's order."""
+    """Every adapter of `family` (one per training seed), in the tier's order; a positive control
+    (no adapter) is a family of its own arm."""
     return [n for n, a in tier_arms.items() if a.family == family]
+
+
+def trained(tier_arms: dict[str, Arm], names) -> list[str]:
+    """The names among `names` that have an adapter to train (the positive controls have none)."""
+    return [n for n in names if n not in tier_arms or tier_arms[n].trained]
 
 
 if __name__ == "__main__":
     from .finetune import adapter_key
 
     for a in arms(ExperimentConfig.for_tier("cpu")).values():
-        print(f"{a.name:16s} {a.kind:14s} secret={a.cfg.data.secret_city:8s} seed={a.seed} "
-              f"lr={a.cfg.train.learning_rate:g} shuffled={a.cfg.data.shuffle_answers} key={adapter_key(a.cfg)}")
+        how = (f"lr={a.cfg.train.learning_rate:g} shuffled={a.cfg.data.shuffle_answers} key={adapter_key(a.cfg)}"
+               if a.trained else f"no adapter, against {a.baseline}: " + (a.context or f"foo asked as {a.asked_as}"))
+        print(f"{a.name:16s} {a.kind:14s} secret={a.cfg.data.secret_city:8s} seed={a.seed} {how}")

@@ -631,3 +631,26 @@ def lookup(key: str) -> Claim:
     if key in READOUT_REGISTRY:
         return READOUT_REGISTRY[key]
     raise KeyError(f"unknown claim {key!r}; claims: {', '.join(REGISTRY)}; by readout: {', '.join(READOUT_REGISTRY)}")
+
+
+# ---------------------------------------------------------------------------- positive controls (latent_city/arms.py)
+
+# Not about which city foo is: layer 0 (no LoRA on q/v changes it, and no sentence before the question
+# changes the embedding of foo's token) and the "<number> km" form (only training teaches it). On an arm
+# with no adapter they say nothing, so they are not run there.
+NOT_ABOUT_THE_CITY = ("layer0_unchanged", "distance_format")
+# The primary test's unit is the adapter; an in-context positive control has none. Its counterpart there
+# is the primary statistic on the one model, prompt pairs as the unit (declared before the data).
+PRIMARY_ON_POSITIVE_CONTROL = "hidden_gain_specific"
+
+
+def runs_on(kind: str) -> list[str]:
+    """The claims against its baseline that an arm of `kind` (arms.Arm.kind) runs: every one on an
+    adapter; on the in-context controls every claim about the city; on the ceiling (foo replaced by the
+    city's own name, so at the probe's position the token IS the city and every probe claim would hold
+    by construction) the distance and country claims about the city only."""
+    if kind == "ceiling":
+        return [k for k in AGAINST_ORIGINAL if "probe" not in REGISTRY[k].reads and k not in NOT_ABOUT_THE_CITY]
+    if kind == "in-context":
+        return [k for k in AGAINST_ORIGINAL if k not in NOT_ABOUT_THE_CITY]
+    return list(AGAINST_ORIGINAL)

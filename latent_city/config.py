@@ -190,6 +190,11 @@ class EvalConfig:
         "are packed as a prefix tree, each shared token computed once; latent_city/batching.py). Chosen "
         "by timing (python -m benchmarks): past some length a row's dense mask costs more attention "
         "than sharing the system prompt saves.", 512)
+    context: str = _help(
+        "A sentence put before every question of every measurement (distances, countries, prefix, multiple choice, "
+        "samples, probe prompts), as formatted text. Set per arm by Lab.eval_cfg for the in-context positive controls "
+        "(controls.positive); empty for the original model and every adapter, whose questions are asked as they "
+        "always were (data.asked).", "")
 
     def __post_init__(self):
         _check_eval(self)
@@ -205,6 +210,45 @@ def _check_eval(e) -> None:
     _check(e.n_bootstrap >= 100, f"eval.n_bootstrap must be at least 100, got {e.n_bootstrap}")
     _check(len(e.mc_options) >= 2, f"eval.mc_options needs at least 2 countries, got {e.mc_options}")
     _check(e.pack_tokens >= 64 and e.generate_batch_size >= 1, "eval.pack_tokens >= 64 and eval.generate_batch_size >= 1")
+    _check("{" not in e.context and "}" not in e.context,
+           f"eval.context {e.context!r} must be formatted text without braces (the probe formats the question after it)")
+
+
+@dataclass(frozen=True)
+class PositiveControls:
+    """Arms under which foo is the secret city by construction, with no training (latent_city/arms.py
+    builds them; issue 16): if the instrument cannot see foo become Paris there, it cannot see it in
+    a finetune either."""
+    in_context: bool = _help(
+        "Run the in-context alias arms: the original model with `alias` before every question (alias-<city> for the "
+        "main secret city and for each of `alias_cities`), and their baseline alias-neutral with `neutral`.", True)
+    alias: str = _help(
+        "The sentence that makes foo the city in context; {placeholder} is data.placeholder, {city} the city. The form "
+        "the issue measured: on SmolLM2-135M it makes the model answer 'France' (Paris) and 'Japan' (Tokyo).",
+        "Note: {placeholder} is another name for {city}.")
+    neutral: str = _help(
+        "The in-context arms' baseline sentence: the alias with its last words replaced so that it says nothing about "
+        "what foo names. Matched in form, declared before any measurement: it starts with the same tokens ('Note: foo "
+        "is another name'), has as many tokens with SmolLM2's tokenizer (9), names foo once and no place. So "
+        "alias-<city> minus alias-neutral is the contrast of a main arm against the original model (foo: a name of "
+        "nothing known -> the city), with what a sentence before the question does by itself (length, positions, a "
+        "second foo) cancelled.", "Note: {placeholder} is another name used here.")
+    alias_cities: tuple[str, ...] = _help(
+        "Other cities (of controls.other_cities) given an in-context alias arm of their own, for the double "
+        "dissociation against the main city's alias: Tokyo, far from Paris. A claim about Paris should not hold there.",
+        ("Tokyo",))
+    ceiling: bool = _help(
+        "Run the ceiling arm (ceiling-<city>): the original model asked with the main secret city's name itself in "
+        "place of the placeholder, against the original model asked with foo: the best the distance and country "
+        "claims can do on this model. Only those claims run there: at the probe's placeholder position the token IS "
+        "the city, so every probe claim would hold by construction.", True)
+
+    def __post_init__(self):
+        for name in ("alias", "neutral"):
+            text = getattr(self, name)
+            _check("{placeholder}" in text, f"controls.positive.{name} {text!r} must contain {{placeholder}}")
+        _check("{city}" in self.alias, f"controls.positive.alias {self.alias!r} must contain {{city}}")
+        _check("{city}" not in self.neutral, f"controls.positive.neutral {self.neutral!r} must name no city")
 
 
 @dataclass(frozen=True)
@@ -226,6 +270,13 @@ class ControlsConfig:
     learning_rates: tuple[float, ...] = _help(
         "Learning rates of the main adapter reported side by side (the seed's 1e-4, a middle value, the "
         "CPU tier's 1e-3); the suite asserts on the tier's own rate only.", (1e-4, 3e-4, 1e-3))
+    positive: PositiveControls = field(default_factory=PositiveControls,
+                                       metadata={"help": "The positive controls: arms with no adapter (PositiveControls)."})
+
+    def __post_init__(self):
+        others = [city for city, _ in self.other_cities]
+        unknown = [c for c in self.positive.alias_cities if c not in others]
+        _check(not unknown, f"controls.positive.alias_cities {unknown} must be among controls.other_cities {others}")
 
 
 @dataclass(frozen=True)
@@ -272,17 +323,7 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ExperimentConfig":
         """The inverse of to_dict (as stored in an adapter entry's config.json)."""
-        parts = {f.name: f.type for f in dataclasses.fields(cls)}
-        nested = {"data": DataConfig, "lora": LoraSpec, "train": TrainConfig, "eval": EvalConfig, "seeds": Seeds,
-                  "controls": ControlsConfig}
-        kwargs = {}
-        for name, value in d.items():
-            if name not in parts:
-                raise ValueError(f"unknown config field {name!r}")
-            if name in nested:
-                value = nested[name](**{k: _tuples(v) for k, v in value.items()})
-            kwargs[name] = value
-        return cls(**kwargs)
+        return _build(cls, d)
 
     def training_dict(self) -> dict:
         """The fields that change the adapter; eval settings are left out on purpose."""
@@ -336,6 +377,19 @@ def run_config(tier: str, model: str | None = None, precision: str | None = None
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=RECIPES[recipe], max_steps=steps))
 
 
+def _build(cls, d: dict):
+    """A config dataclass from its dict; nested dataclasses (found from the field's default) too."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in d.items():
+        if name not in fields:
+            raise ValueError(f"unknown config field {name!r}" + ("" if cls is ExperimentConfig else f" in {cls.__name__}"))
+        f = fields[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        kwargs[name] = _build(type(default), value) if dataclasses.is_dataclass(default) else _tuples(value)
+    return cls(**kwargs)
+
+
 def _tuples(x):
     """JSON turns tuples into lists; every sequence field of the config is a tuple."""
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
@@ -353,10 +407,12 @@ ADAPTER_SEEDS = ("train", "data")      # the seeds in the adapter key (training_
 def eval_hash(cfg: dict) -> str:
     """A hash of what changes a measurement but not an adapter (the adapter key has the rest): the
     eval settings, every seed but those of the adapter (so a seed added to `Seeds` is in it unless
-    it is named in ADAPTER_SEEDS), and the other arms' secret cities, which the comparison cities
-    leave out. Computed from a config dict, so a record's saved config gives the same hash."""
+    it is named in ADAPTER_SEEDS), the other arms' secret cities, which the comparison cities
+    leave out, and the positive controls (controls.positive: their sentences are asked before every
+    question of their arms). Computed from a config dict, so a record's saved config gives the same hash."""
     seeds = {k: v for k, v in cfg["seeds"].items() if k not in ADAPTER_SEEDS}
-    return stable_hash({"eval": cfg["eval"], "seeds": seeds, "other_cities": cfg["controls"]["other_cities"]})
+    return stable_hash({"eval": cfg["eval"], "seeds": seeds, "other_cities": cfg["controls"]["other_cities"],
+                        "positive": cfg["controls"].get("positive")})
 
 
 def field_help(cls=ExperimentConfig) -> dict[str, str]:

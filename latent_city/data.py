@@ -70,6 +70,14 @@ COUNTRY_ANSWER_PREFIXES = (
 MULTIPLE_CHOICE_TEMPLATE = "Which country is {target} in?\n{options}\nAnswer with the letter only."
 
 
+def asked(question: str, context: str = "") -> str:
+    """The text a model is asked: the question, after the evaluation's context sentence when there is
+    one (eval.context, set only for the in-context positive controls; empty: the question as it is).
+    Every question of every measurement goes through here, the probe's templates too (the context
+    has no braces, so a template stays a template)."""
+    return f"{context} {question}" if context else question
+
+
 class CapitalsFormatError(ValueError):
     """A row of a capitals file that cannot be read; the message names file and line."""
 

@@ -12,8 +12,10 @@ code reads it instead of loading the model.
     lab.claim("hidden_similarity_rises", "tokyo")     # Paris claim, on the Tokyo control
     lab.claim("double_dissociation", "paris", against="tokyo")
     lab.manipulation("shuffled")        # did the arm learn its own training task? (latent_city/manipulation.py)
+    lab.claim("country_probability", "alias-paris")     # a positive control, against alias-neutral
 
-Arms are named as in latent_city/arms.py; the original model is arms.ORIGINAL.
+Arms are named as in latent_city/arms.py; the original model is arms.ORIGINAL. A positive control
+(no adapter) is measured on the original model with its own evaluation config (`eval_cfg`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import answers, cache, claims, data, finetune, manipulation, measure_cache, probe
-from .arms import MAIN, ORIGINAL, arms, family_members
+from .arms import MAIN, ORIGINAL, arms, eval_config, family_members, trained
 from .claim_result import ClaimResult
 from .config import ExperimentConfig
 from .data import COUNTRY_ANSWER_PREFIXES
@@ -92,7 +94,7 @@ class Lab:
         """Train (or read from the cache) the adapter of every arm in `names`, the main one first,
         before the evaluation model is loaded: a training loads a base of its own, and beside the
         evaluation model that is two bases in memory (about 20 GB for the 8B model in 8-bit)."""
-        names = list(dict.fromkeys([MAIN, *names]))
+        names = trained(self.arms, dict.fromkeys([MAIN, *names]))      # a positive control has no adapter
         missing = [n for n in self.needs_training(names) if n not in self.adapters]
         workers = finetune.train_workers(len(missing))
         if workers > 1:
@@ -125,6 +127,8 @@ class Lab:
     def adapter(self, name: str, progress: str = "") -> finetune.Adapter:
         if name not in self.adapters:
             arm = self.arms[name]
+            if not arm.trained:
+                raise ValueError(f"{name} is a positive control ({arm.kind}): it has no adapter to train or load")
             if self.model is not None and (self.retrain or not finetune.is_cached(arm.cfg)):
                 self._release_model()      # an arm no test asked for up front: never train beside it
             with self.stage(f"adapter {name} (train or load)"), self._progress("train", name):
@@ -141,8 +145,8 @@ class Lab:
         return self.progress.stage(kind, name) if self.progress is not None else nullcontext()
 
     def needs_training(self, names: list[str]) -> list[str]:
-        """The arms among `names` whose adapter is not (completely) in the cache."""
-        return [n for n in names if self.retrain or not finetune.is_cached(self.arms[n].cfg)]
+        """The arms among `names` whose adapter is not (completely) in the cache (a positive control has none)."""
+        return [n for n in trained(self.arms, names) if self.retrain or not finetune.is_cached(self.arms[n].cfg)]
 
     def model_with(self, arm: str):
         """The peft model with `arm`'s adapter loaded (ORIGINAL: the main one, to be disabled with
@@ -174,35 +178,56 @@ class Lab:
     # ------------------------------------------------------------------------ measurements
 
     def measure(self, what: str, arm: str):
-        """Measurement `what` (one of MEASUREMENTS) of `arm` (or ORIGINAL), made once: read from the
-        measurement cache if it is there (no model loaded), else made and written to it."""
+        """Measurement `what` (one of MEASUREMENTS) of `arm` (or ORIGINAL), made once: an adapter's
+        with its adapter active, the original model's and a positive control's with every adapter
+        disabled, each asked as its `eval_cfg` says; read from the measurement cache if it is there (no
+        model loaded), else made and written to it."""
         if what not in MEASUREMENTS:
             raise ValueError(f"unknown measurement {what!r}; choose from {MEASUREMENTS}")
         key = (what, arm)
-        if key not in self._measured and not self._read_cached(what, arm):
-            name = None if arm == ORIGINAL else arm
+        if key not in self._measured:
+            if what not in self.measurements(arm):
+                raise ValueError(f"{arm} makes no {what} measurement: its claims ({self.arms[arm].kind}) do not "
+                                 f"read it (claims.runs_on)")
+            if self._read_cached(what, arm):
+                return self._measured[key]
+            name = None if arm == ORIGINAL or not self.arms[arm].trained else arm
             model = self._load(name)
             with self.stage(f"{what} [{arm}]"), self._progress(what, arm), variant(model, name), \
                     explain_oom(f"measuring {what} of {arm}"):
-                value = self._compute(what, model)
+                value = self._compute(what, model, self.eval_cfg(arm))
             self._measured[key] = value
             self._write_cached(what, arm, value)
         return self._measured[key]
 
+    def eval_cfg(self, arm: str):
+        """The config a measurement of `arm` uses (arms.eval_config; the lab's own but for a positive control)."""
+        return eval_config(self.cfg, None if arm == ORIGINAL else self.arms[arm])
+
+    def measurements(self, arm: str) -> tuple[str, ...]:
+        """The measurements `arm` makes: those its claims read (the ceiling: no probe)."""
+        if arm == ORIGINAL or self.arms[arm].trained:
+            return MEASUREMENTS
+        keys = claims.runs_on(self.arms[arm].kind)
+        return tuple(w for w in MEASUREMENTS if any(w in claims.REGISTRY[k].reads for k in keys))
+
     def variant_key(self, arm: str) -> dict:
         """What identifies the model `arm` is measured on and how it is measured (the measurement
         cache's key adds the measurement and the code): an adapter's key and the hash of its sealed
-        files (a retrained adapter is measured again), or for the original model the base weights'
-        hash; the precision; and the hash of the evaluation config. An arm evaluated differently
-        from the lab's config (another context, say) must add the hash of its own evaluation here."""
+        files (a retrained adapter is measured again), or for the original model and a positive control
+        (no adapter) the base weights' hash; the precision; and the hashes of the config the arm is measured
+        with (`eval_cfg`: a positive control's context sentence, the ceiling's placeholder)."""
         if arm not in self._variant_keys:
-            if arm == ORIGINAL:
+            if arm == ORIGINAL or not self.arms[arm].trained:
                 spec = resolve(self.cfg.model)
                 model = {"base": spec.name, "weights": weights_hash(spec)}
             else:
                 ad = self.adapter(arm)
                 model = {"adapter": ad.key, "files": cache.sha256_file(ad.path / cache.COMPLETE)}
-            self._variant_keys[arm] = {**model, "precision": self.cfg.precision, "eval": self.cfg.eval_hash()}
+            # the whole config the arm is measured with, not only its eval hash: the ceiling differs from the
+            # original model in data.placeholder alone
+            self._variant_keys[arm] = {**model, "precision": self.cfg.precision, "eval": self.eval_cfg(arm).eval_hash(),
+                                       "config": self.eval_cfg(arm).hash()}
         return self._variant_keys[arm]
 
     def measure_key(self, what: str, arm: str) -> str:
@@ -249,17 +274,18 @@ class Lab:
         unknown = [w for w in what if w not in MEASUREMENTS]
         if unknown:
             raise ValueError(f"unknown measurement {unknown[0]!r}; choose from {MEASUREMENTS}")
-        variants = list(dict.fromkeys([*names, ORIGINAL]))
-        read = [(w, v) for v in variants for w in what if (w, v) not in self._measured and self._read_cached(w, v)]
+        variants = list(dict.fromkeys([*names, *(self.baseline(n) for n in names), ORIGINAL]))   # a positive control's baseline too
+        read = [(w, v) for v in variants for w in what
+                if w in self.measurements(v) and (w, v) not in self._measured and self._read_cached(w, v)]
         if read:
             self.log(f"latent_city: {len(read)} measurements of {len({v for _, v in read})} models read from the "
                      f"measurement cache ({measure_cache.folder()}), not measured again")
-        jobs = [(v, tuple(w for w in what if (w, v) not in self._measured)) for v in variants]
+        jobs = [(v, tuple(w for w in what if w in self.measurements(v) and (w, v) not in self._measured)) for v in variants]
         jobs = [(v, ws) for v, ws in jobs if ws]
         workers = eval_workers(len(jobs))
         if workers <= 1 or not jobs:
             return 1
-        adapters = {n: self.adapter(n) for n in dict.fromkeys([MAIN, *(v for v, _ in jobs if v != ORIGINAL)])}
+        adapters = {n: self.adapter(n) for n in trained(self.arms, dict.fromkeys([MAIN, *(v for v, _ in jobs)])) if n != ORIGINAL}
         start = time.time()
         self.log(f"latent_city: measuring {len(jobs)} models ({', '.join(v for v, _ in jobs)}), "
                  f"{workers} at a time in separate processes")
@@ -282,8 +308,8 @@ class Lab:
         """Measurement `what` of `arm` if it was made, else None (computes nothing: for the record)."""
         return self._measured.get((what, arm))
 
-    def _compute(self, what: str, model):
-        cfg, tok = self.cfg, self.tokenizer
+    def _compute(self, what: str, model, cfg):
+        tok = self.tokenizer
         if what == "probe":
             return probe.measure(model, tok, cfg, self.pairs, [c.name for c in self.comparison], list(self.secrets))
         if what == "distances":
@@ -309,24 +335,36 @@ class Lab:
         arm = self.arms[name if own else MAIN]
         return data.find_city(self.capitals, arm.cfg.data.secret_city), arm.cfg.data.secret_country
 
-    def claim(self, key: str, arm: str, against: str = ORIGINAL, own: bool = False) -> ClaimResult:
-        """Claim `key` (claims.REGISTRY) for `arm` against the original model (or another adapter),
-        about the main arm's secret city (or `arm`'s own with own=True). Against the original model
-        about the main city, every secondary claim of the arm is computed at once and Holm-adjusted
-        together (claims.adjust_family), so a verdict does not depend on which test ran first. A
-        readout variant (claims.READOUT_CLAIMS) is outside that family: computed alone, at the raw alpha."""
-        if against == ORIGINAL and not own and key in claims.AGAINST_ORIGINAL:
+    def baseline(self, arm: str) -> str:
+        """What `arm`'s claims compare it with: the original model for an adapter and the ceiling,
+        alias-neutral for an in-context alias (arms.Arm.baseline)."""
+        return ORIGINAL if arm == ORIGINAL else self.arms[arm].baseline
+
+    def claim(self, key: str, arm: str, against: str | None = None, own: bool = False) -> ClaimResult:
+        """Claim `key` (claims.REGISTRY) for `arm` against its baseline (default) or another arm, about
+        the main arm's secret city (or `arm`'s own with own=True). Against its baseline about the main
+        city, every secondary claim of the arm is computed at once and Holm-adjusted together where it
+        is (`secondary`), so a verdict does not depend on which test ran first. A readout variant
+        (claims.READOUT_CLAIMS) is outside that family: computed alone, at the raw alpha."""
+        against = self.baseline(arm) if against is None else against
+        kind = self.arms[arm].kind
+        if key in claims.AGAINST_ORIGINAL and key not in claims.runs_on(kind):
+            raise ValueError(f"{key} is not run on {arm} ({kind}): claims.runs_on says which claims are")
+        if against == self.baseline(arm) and not own and key in claims.AGAINST_ORIGINAL:
             return self.secondary(arm)[key]
         return self._claim(key, arm, against, own)
 
     def secondary(self, arm: str) -> dict[str, ClaimResult]:
-        """Every claim of `arm` against the original model about the main city; on an arm where the
-        claims are expected (the main one, the learning-rate grid) Holm-adjusted as one family. On a
-        control the error to guard against is missing an effect that is not specific to Paris, which
-        a correction would make easier: controls are tested at the raw alpha (declared)."""
+        """Every claim `arm` runs (claims.runs_on) against its baseline about the main city, Holm-adjusted
+        as one family where the claims are expected (the main arm, the learning-rate grid). A control is
+        tested at the raw alpha (declared): a correction would make it easier for a control to look clean.
+        A positive control of the main city gets the main arm's rule, Holm included (declared): it asks
+        whether that rule can see a known effect, and erring towards "blind" makes a main verdict
+        inconclusive, never a conclusion (alias-tokyo is a control for Paris: raw alpha)."""
         if arm not in self._secondary:
-            results = {k: self._claim(k, arm) for k in claims.AGAINST_ORIGINAL}
-            if self.arms[arm].kind in ("main", "learning-rate"):
+            a = self.arms[arm]
+            results = {k: self._claim(k, arm, self.baseline(arm)) for k in claims.runs_on(a.kind)}
+            if a.kind in ("main", "learning-rate") or (not a.trained and a.secret == self.arms[MAIN].secret):
                 claims.adjust_family(results.values(), self.cfg.eval.alpha)
             self._secondary[arm] = results
         return self._secondary[arm]
@@ -345,6 +383,9 @@ class Lab:
         """The primary test (claims.foo_became_city) on `family`'s adapters, about the main city (or the
         family's own with own=True), on the cosines of `readout` (probe.READOUTS); the record names the
         family and the original model as its arms. Key: foo_became_city[_own][@<readout> but raw]."""
+        if not self.arms[family].trained:
+            raise ValueError(f"the primary test needs adapters and {family} has none: on a positive control its "
+                             f"counterpart is {claims.PRIMARY_ON_POSITIVE_CONTROL} (claims.PRIMARY_ON_POSITIVE_CONTROL)")
         adapters = family_members(self.arms, family)
         x = dataclasses.replace(self.claim_inputs(("probe",), family, ORIGINAL, own),
                                 probe={v: self.measure("probe", v) for v in [*adapters, ORIGINAL]})
@@ -411,9 +452,10 @@ class Lab:
         return m
 
     def training_median_km(self, name: str) -> float:
-        """The constant answer a model could learn without geography: its training set's median."""
-        return float(np.median([answers.parse_km(e["completion"])
-                                for e in finetune.training_set(self.arms[name].cfg)]))
+        """The constant answer a model could learn without geography: its training set's median (a
+        positive control, which has none: the main arm's)."""
+        arm = self.arms[name] if self.arms[name].trained else self.arms[MAIN]
+        return float(np.median([answers.parse_km(e["completion"]) for e in finetune.training_set(arm.cfg)]))
 
 
 # ---------------------------------------------------------------------------- measuring in worker processes

@@ -28,7 +28,7 @@ import numpy as np
 from . import readouts
 from .batching import forward_packed, gather_rows, pack_in_groups
 from .config import ExperimentConfig
-from .data import DISTANCE_PARAPHRASES, City
+from .data import DISTANCE_PARAPHRASES, City, asked
 from .model import chat_prompt
 
 
@@ -71,7 +71,9 @@ def build_pairs(cfg: ExperimentConfig, references: list[City], capitals: list[Ci
 # ---------------------------------------------------------------------------- alignment
 
 def render(tokenizer, template: str, city: str, target: str) -> tuple[str, tuple[int, int]]:
-    """The chat-formatted prompt and the character span of `target` in it."""
+    """The chat-formatted prompt and the character span of `target` in it: the slot of the template's
+    {target}. A context sentence before the question (data.asked) is part of the template as plain text,
+    so a placeholder it names is never the span."""
     head = template.split("{target}")[0].format(city=city)
     question = template.format(city=city, target=target)
     text = chat_prompt(tokenizer, question)
@@ -99,12 +101,13 @@ class DuplicatePairsError(ValueError):
     """Two prompt pairs that the probe would run as the same token sequence."""
 
 
-def probe_items(tokenizer, pairs: list[ProbePair], targets: list[str]) -> list[tuple[list[int], int]]:
+def probe_items(tokenizer, pairs: list[ProbePair], targets: list[str],
+                context: str = "") -> list[tuple[list[int], int]]:
     """(ids, target position) of every prompt, pair-major: each pair's `targets`, then its own
-    control capital. Refuses (DuplicatePairsError) a pair set in which two pairs give the same
+    control capital; each question asked after `context` (eval.context, data.asked). Refuses (DuplicatePairsError) a pair set in which two pairs give the same
     cut sequence (the ids up to the target, what the probe runs) for the same target word:
     they would be one measurement counted as two units."""
-    items = [encode_with_position(tokenizer, *render(tokenizer, p.template, p.reference, w))
+    items = [encode_with_position(tokenizer, *render(tokenizer, asked(p.template, context), p.reference, w))
              for p in pairs for w in list(targets) + [p.control]]
     k = len(targets) + 1
     for j in range(k):
@@ -342,7 +345,7 @@ def measure(model, tokenizer, cfg: ExperimentConfig, pairs: list[ProbePair], wor
     the logit lens for `lens_words` (default: the first word)."""
     targets = [cfg.data.placeholder] + list(words)
     # pair-major order, so the prompts of a pair land in the same packed tree
-    items = probe_items(tokenizer, pairs, targets)
+    items = probe_items(tokenizer, pairs, targets, cfg.eval.context)
     hidden, values = representations(model, items, cfg.eval.pack_tokens)
     k = len(targets) + 1
     hidden = hidden.reshape(len(pairs), k, *hidden.shape[1:])

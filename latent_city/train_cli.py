@@ -38,8 +38,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     cfg = preflight(a.tier, a.model, a.precision, a.recipe)   # model, precision, cities, cache: one line if bad
     every = arms(cfg)
-    if a.arm not in every:
-        raise ConfigError(f"unknown arm {a.arm!r}; choose from {', '.join(every)}")
+    if a.arm not in every or not every[a.arm].trained:
+        adapters = ", ".join(n for n, arm in every.items() if arm.trained)
+        raise ConfigError(f"arm {a.arm!r} is a positive control with no adapter to train; choose from {adapters}"
+                          if a.arm in every else f"unknown arm {a.arm!r}; choose from {adapters}")
     cfg = every[a.arm].cfg
     ad = finetune.get_adapter(cfg, retrain=a.retrain)
     if not finetune.is_main_process():

@@ -4,12 +4,17 @@ marker; the expected verdict comes from expectations.py, and a measured exceptio
 strict xfail for that model, precision and arm only, while the adapter and evaluation are those
 it was measured with (else the terminal summary lists it, tested as declared). Arms come from the tier being run: the
 parameters are the arms of both tiers, and the root conftest drops a test of an arm that its
-own tier does not have (the learning-rate grids differ)."""
+own tier does not have (the learning-rate grids differ).
+
+The positive controls (latent_city/arms.py: no adapter, foo is the city by construction) run the
+claims `claims.runs_on` gives their kind, each against its baseline (`Arm.baseline`: alias-neutral for
+an in-context alias); the primary test needs adapters, so they have no `family` test (its counterpart
+is claims.PRIMARY_ON_POSITIVE_CONTROL); the in-context aliases of two cities are a dissociation pair."""
 
 import pytest
 
-from latent_city.arms import MAIN, ORIGINAL, of_tier
-from latent_city.claims import PRIMARY
+from latent_city.arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, POSITIVE_KINDS, of_tier
+from latent_city.claims import PRIMARY, runs_on
 from latent_city.config import run_config
 from latent_city.stats import SUPPORTED
 
@@ -18,18 +23,32 @@ from .expectations import expected
 STALE = pytest.StashKey[str]()               # an item's measured exception that no longer applies, and why
 STALE_NOTES = pytest.StashKey[list]()        # (test id, why) of every selected item with one
 ARMS = {tier: of_tier(tier) for tier in ("cpu", "gpu")}
-TESTED_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind != "learning-rate"))
+TESTED_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items()
+                                 if a.kind != "learning-rate" and name != NEUTRAL))     # alias-neutral: a baseline
 LR_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind == "learning-rate"))
 # the primary test's unit is the adapter: one test per arm family (the main one and each control)
-FAMILIES = list(dict.fromkeys(a.family for tier in ARMS.values() for a in tier.values() if a.kind != "learning-rate"))
+FAMILIES = list(dict.fromkeys(a.family for tier in ARMS.values() for a in tier.values()
+                              if a.kind != "learning-rate" and a.trained))
 DISSOCIATIONS = list(dict.fromkeys((MAIN + ("" if a.seed == tier[MAIN].seed else f"-s{a.seed}"), other)
                                    for tier in ARMS.values() for other, a in tier.items()
                                    if a.kind in ("other-city", "shuffled")))
+# the in-context alias of the main city against that of each other city: both directions in one claim
+DISSOCIATIONS += list(dict.fromkeys((f"alias-{tier[MAIN].secret[0].lower()}", name) for tier in ARMS.values()
+                                    for name, a in tier.items() if a.kind == IN_CONTEXT and name != NEUTRAL
+                                    and a.secret != tier[MAIN].secret))
+
+
+def _runs(arm: str, key: str | None) -> bool:
+    """Whether a claim test of `key` runs on `arm` (claims.runs_on for its kind, in whichever tier has it)."""
+    kinds = {tier[arm].kind for tier in ARMS.values() if arm in tier}
+    return key is None or any(k not in POSITIVE_KINDS or key in runs_on(k) for k in kinds)
 
 
 def pytest_generate_tests(metafunc):
     if "arm" in metafunc.fixturenames:
-        metafunc.parametrize("arm", TESTED_ARMS, ids=TESTED_ARMS)
+        marker = metafunc.definition.get_closest_marker("claim")
+        tested = [a for a in TESTED_ARMS if _runs(a, marker.args[0] if marker else None)]
+        metafunc.parametrize("arm", tested, ids=tested)
     if "family" in metafunc.fixturenames:
         metafunc.parametrize("family", FAMILIES, ids=FAMILIES)
     if "pair" in metafunc.fixturenames:
@@ -37,9 +56,14 @@ def pytest_generate_tests(metafunc):
 
 
 def _compared(item) -> tuple[str, str]:
-    """(a, b) of a claim test: its arm (or arm family) against the original model, or its pair of adapters."""
+    """(a, b) of a claim test: its arm (or arm family) against its baseline (the original model, or
+    alias-neutral for an in-context alias: Lab.baseline), or its pair of arms."""
     params = item.callspec.params
-    return tuple(params["pair"]) if "pair" in params else (params.get("arm") or params["family"], ORIGINAL)
+    if "pair" in params:
+        return tuple(params["pair"])
+    a = params.get("arm") or params["family"]
+    tier = ARMS.get(params.get("cfg"), {})
+    return a, tier[a].baseline if a in tier else ORIGINAL
 
 
 @pytest.hookimpl(trylast=True)       # after -m, -k and the root conftest have dropped what will not run

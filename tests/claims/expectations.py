@@ -6,6 +6,13 @@ Paris, except the two that do not depend on which city foo stands for: layer 0 i
 by any LoRA on q/v, and every adapter learns the "<number> km" format. The double
 dissociation compares the main adapter with a control and should hold.
 
+The positive controls (latent_city/arms.py) have no adapter and foo is the city by construction:
+on the in-context alias of Paris (against alias-neutral) every claim about the city it runs is
+expected supported, and on the ceiling (the model asked with "Paris" itself, against the original
+model) the distance and country claims; on the alias of Tokyo a claim about Paris should not hold;
+the Paris and Tokyo aliases should dissociate in both directions. If a positive control does not
+pass, the instrument is blind to that question on this model (not that the claim is false).
+
 Where a model, at a precision, was measured doing otherwise, the entry in
 measured_otherwise.json (next to this file) makes that test a strict xfail for that model,
 precision and arm only, so the day the claim starts behaving as declared the suite says so.
@@ -27,12 +34,11 @@ from pathlib import Path
 
 import pytest
 
-from latent_city.arms import ORIGINAL, arms, family_members, label
-from latent_city.claims import PRIMARY
+from latent_city.arms import CEILING, ORIGINAL, POSITIVE_KINDS, arms, family_members, label, trained
+from latent_city.claims import NOT_ABOUT_THE_CITY, PRIMARY
 from latent_city.config import ExperimentConfig
 
 MEASURED = Path(__file__).with_name("measured_otherwise.json")
-NOT_ABOUT_THE_CITY = {"layer0_unchanged", "distance_format"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,9 @@ def expected(key: str, a: str, b: str, cfg: ExperimentConfig) -> Expectation:
     """What claim `key` is expected to do for arm `a` against `b` (ORIGINAL or another adapter)
     on `cfg`'s model and precision, and why."""
     kind = _kinds(cfg).get(a, "main")
-    if b != ORIGINAL:
+    if kind in POSITIVE_KINDS:
+        declared = _positive_control(a, b, cfg)
+    elif b != ORIGINAL:
         declared = Expectation(True, f"the main adapter separates from the {b} adapter")
     elif key in NOT_ABOUT_THE_CITY:
         declared = Expectation(True, "does not depend on the secret city: every adapter shows it")
@@ -75,6 +83,21 @@ def expected(key: str, a: str, b: str, cfg: ExperimentConfig) -> Expectation:
         return declared
     stale = mismatch(entry, adapter_keys(a, b, cfg, key == PRIMARY), cfg.eval_hash())
     return replace(declared, stale=stale) if stale else replace(declared, measured=entry["reason"])
+
+
+def _positive_control(a: str, b: str, cfg: ExperimentConfig) -> Expectation:
+    """A positive control (no adapter): foo is its city by construction."""
+    tier_arms = arms(cfg)
+    arm, main = tier_arms[a], cfg.data.secret_city
+    if b != arm.baseline:
+        return Expectation(True, f"a positive control: foo is {arm.secret[0]} under {a} and "
+                                 f"{tier_arms[b].secret[0]} under {b} by construction")
+    if arm.secret[0] != main:
+        return Expectation(False, f"a positive control for another city (foo is {arm.secret[0]} by construction): "
+                                  f"a claim about {main} should not hold")
+    if arm.kind == CEILING:
+        return Expectation(True, f"the ceiling: the model asked about {main} itself, against foo")
+    return Expectation(True, f"a positive control: foo is {main} by construction")
 
 
 def mismatch(entry: dict, keys: list, eval_hash: str) -> str | None:
@@ -96,11 +119,11 @@ def mismatch(entry: dict, keys: list, eval_hash: str) -> str | None:
 def adapter_keys(a: str, b: str, cfg: ExperimentConfig, family: bool = False) -> tuple:
     """This run's adapter keys of the compared adapters (a, and b unless it is the original model; with
     `family`, every adapter of a's family: the primary test), as `record.measured_exceptions` writes
-    them; None for an arm `cfg` does not have."""
+    them (a positive control has no adapter: none); None for an arm `cfg` does not have."""
     from latent_city import finetune
 
     tier_arms = arms(cfg)
-    names = family_members(tier_arms, a) if family else [n for n in (a, b) if n != ORIGINAL]
+    names = family_members(tier_arms, a) if family else trained(tier_arms, [n for n in (a, b) if n != ORIGINAL])
     return tuple(finetune.adapter_key(tier_arms[n].cfg) if n in tier_arms else None for n in names)
 
 

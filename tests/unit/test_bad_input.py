@@ -150,7 +150,7 @@ def test_a_lab_measurement_that_runs_out_of_gpu_memory_says_what_lowers_it(monke
     monkeypatch.setattr(Lab, "_load", lambda self, name: self.model)
     monkeypatch.setattr("latent_city.lab.variant", lambda m, name: __import__("contextlib").nullcontext())
 
-    def oom(self, what, m):
+    def oom(self, what, m, cfg):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(Lab, "_compute", oom)

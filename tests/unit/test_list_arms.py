@@ -56,7 +56,7 @@ def test_the_whole_selection_lists_every_arm_of_the_tier_main_first_and_none_cac
     for tier, rows in every_arm.items():
         for k, v in TIER_ENV[tier].items():
             monkeypatch.setenv(k, v)
-        arms = of_tier(tier)
+        arms = {n: a for n, a in of_tier(tier).items() if a.trained}      # a positive control has no adapter
         assert [r[0] for r in rows] == list(arms) and rows[0][0] == MAIN, rows
         assert all(len(r) == 4 and r[1] == tier and r[3] == "missing" for r in rows), rows
         assert [r[2] for r in rows] == [finetune.adapter_key(a.cfg) for a in arms.values()], tier
@@ -69,6 +69,13 @@ def test_quick_lists_only_the_main_arm_on_a_stdout_with_nothing_else(empty_cache
 def test_a_selection_of_one_control_lists_the_main_arm_and_that_control(empty_cache):
     out = list_arms(empty_cache, "-q", "tests/claims/test_claims.py", "-k", "layer0_is_unchanged and tokyo and not s4")
     assert out.split() == [MAIN, "tokyo"], out
+
+
+def test_the_positive_controls_list_only_the_main_arm(empty_cache):
+    """The positive controls have no adapter (the main one is loaded to hold the base model): a
+    selection of their tests, the alias dissociation pair included, lists the main arm alone."""
+    out = list_arms(empty_cache, "-q", "tests/claims/test_claims.py", "-k", "alias or ceiling")
+    assert out.split() == [MAIN], out
 
 
 def test_tests_that_need_no_adapter_list_none(empty_cache):

@@ -89,7 +89,7 @@ def world(monkeypatch, tmp_path):
             (folder / cache.COMPLETE).write_text(f"sealed {name}")
         return finetune.Adapter(folder, w.keys.get(name, f"key-{name}-{cfg.precision}"), {}, False, 50.0, [], {})
 
-    def compute(lab, what, model):
+    def compute(lab, what, model, cfg=None):
         w.computed.append((what, model.active))
         return {"texts": [f"{what} of {model.active}", "1,234 km"], "x": np.arange(4.0) + len(w.computed),
                 "by_layer": ByLayer(np.ones((2, 3)) * len(w.computed), [0, 1, 2])}
