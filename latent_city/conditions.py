@@ -120,3 +120,68 @@ def apply(result: ClaimResult, reasons: list[str | None]) -> ClaimResult:
         result.verdict = INCONCLUSIVE
         result.criterion += "; inconclusive when a declared condition fails (latent_city/conditions.py)"
     return result
+
+
+# ---------------------------------------------------------------------------- applied by the lab
+
+def positive_controls_of(tier_arms: dict, city: str) -> list[str]:
+    """The arms where foo is `city` by construction (an in-context alias naming it, the ceiling asked
+    with it): no adapter, and not the neutral baseline."""
+    from .arms import NEUTRAL
+
+    return [n for n, a in tier_arms.items() if not a.trained and n != NEUTRAL and a.secret[0] == city]
+
+
+def positive_results(lab, key: str, city: str) -> dict[str, ClaimResult]:
+    """{label: result} of the counterpart of claim `key` about `city` on each positive control of `city`
+    that runs it (against its baseline; the double dissociation: each pair of alias arms, `city`'s first)."""
+    from .arms import IN_CONTEXT, MAIN, label
+    from .claims import lookup, runs_on
+
+    counterpart = positive_counterpart(key)
+    own = city != lab.target(MAIN)[0].name        # a claim about a control's own city (alias-tokyo about Tokyo)
+    memo = lab.__dict__.setdefault("_positive_memo", {})
+    if (counterpart, city) in memo:
+        return memo[(counterpart, city)]
+    out = {}
+    if base_key(key) == "double_dissociation":
+        alias = {a.secret[0]: n for n, a in lab.arms.items() if n in positive_controls_of(lab.arms, a.secret[0])
+                 and a.kind == IN_CONTEXT}
+        if city in alias:
+            for other, partner in alias.items():
+                if other != city:
+                    out[label(alias[city], partner)] = lab.claim(counterpart, alias[city], against=partner, own=own)
+    else:
+        for pc in positive_controls_of(lab.arms, city):
+            if base_key(counterpart) in runs_on(lab.arms[pc].kind) and counterpart in _known(lookup, counterpart):
+                out[label(pc, lab.baseline(pc))] = lab.claim(counterpart, pc, own=own)
+    memo[(counterpart, city)] = out
+    return out
+
+
+def _known(lookup, key: str) -> list[str]:
+    try:
+        lookup(key)
+        return [key]
+    except KeyError:
+        return []
+
+
+def judge(lab, result: ClaimResult, key: str, adapters: list[str], city: str) -> ClaimResult:
+    """Apply the declared conditions to `result`, a claim `key` about `city` on the trained `adapters` (the
+    arms it compares that have one, or a family's for the primary test), in place: the manipulation check
+    of each adapter (representation and country claims) and the positive controls of `city`. A result on
+    no adapter (a positive control itself) is left as the rule gave it."""
+    if not adapters:
+        return result
+    if kind_of(key) is None:
+        return apply(result, [])
+    reasons = []
+    if needs_learning(key):
+        memo = lab.__dict__.setdefault("_manipulation_memo", {})
+        for a in adapters:
+            if a not in memo:
+                memo[a] = lab.manipulation(a)
+            reasons.append(not_learned(a, memo[a]))
+    reasons.append(positive_control_failed(positive_results(lab, key, city)))
+    return apply(result, reasons)

@@ -28,7 +28,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from . import answers, cache, claims, data, finetune, manipulation, measure_cache, probe
+from . import answers, cache, claims, conditions, data, finetune, manipulation, measure_cache, probe
 from .arms import MAIN, ORIGINAL, arms, eval_config, family_members, trained
 from .claim_result import ClaimResult
 from .config import ExperimentConfig
@@ -345,14 +345,19 @@ class Lab:
         the main arm's secret city (or `arm`'s own with own=True). Against its baseline about the main
         city, every secondary claim of the arm is computed at once and Holm-adjusted together where it
         is (`secondary`), so a verdict does not depend on which test ran first. A readout variant
-        (claims.READOUT_CLAIMS) is outside that family: computed alone, at the raw alpha."""
+        (claims.READOUT_CLAIMS) is outside that family: computed alone, at the raw alpha. On a trained
+        arm the declared conditions then apply (conditions.judge: its manipulation check, the positive
+        controls of the claim's city): where one fails the verdict is inconclusive and says why."""
         against = self.baseline(arm) if against is None else against
         kind = self.arms[arm].kind
         if key in claims.AGAINST_ORIGINAL and key not in claims.runs_on(kind):
             raise ValueError(f"{key} is not run on {arm} ({kind}): claims.runs_on says which claims are")
         if against == self.baseline(arm) and not own and key in claims.AGAINST_ORIGINAL:
-            return self.secondary(arm)[key]
-        return self._claim(key, arm, against, own)
+            result = self.secondary(arm)[key]
+        else:
+            result = self._claim(key, arm, against, own)
+        adapters = [v for v in (arm, against) if v != ORIGINAL and self.arms[v].trained]
+        return conditions.judge(self, result, key, adapters, result.about)
 
     def secondary(self, arm: str) -> dict[str, ClaimResult]:
         """Every claim `arm` runs (claims.runs_on) against its baseline about the main city, Holm-adjusted
@@ -382,7 +387,8 @@ class Lab:
     def primary(self, family: str, own: bool = False, readout: str = "raw") -> ClaimResult:
         """The primary test (claims.foo_became_city) on `family`'s adapters, about the main city (or the
         family's own with own=True), on the cosines of `readout` (probe.READOUTS); the record names the
-        family and the original model as its arms. Key: foo_became_city[_own][@<readout> but raw]."""
+        family and the original model as its arms. Key: foo_became_city[_own][@<readout> but raw].
+        Inconclusive, saying why, where a declared condition fails (conditions.judge)."""
         if not self.arms[family].trained:
             raise ValueError(f"the primary test needs adapters and {family} has none: on a positive control its "
                              f"counterpart is {claims.PRIMARY_ON_POSITIVE_CONTROL} (claims.PRIMARY_ON_POSITIVE_CONTROL)")
@@ -392,7 +398,7 @@ class Lab:
         result = claims.foo_became_city(x, adapters, readout=readout)
         result.families, result.seeds = (family, ORIGINAL), (None, None)
         result.key = claims.readout_key(claims.PRIMARY + ("_own" if own else ""), readout)
-        return result
+        return conditions.judge(self, result, result.key, adapters, result.about)
 
     def claim_inputs(self, reads: tuple[str, ...], a: str, b: str, own: bool = False) -> claims.ClaimInputs:
         """What a claim's rule is given: arms a and b, the city it is about, and the measurements it reads."""

@@ -9,10 +9,10 @@ from latent_city.claim_result import ClaimResult
 from latent_city.stats import CONTRADICTED, INCONCLUSIVE, SUPPORTED
 
 
-def result(key="hidden_gain_specific", verdict=SUPPORTED, **details) -> ClaimResult:
+def result(key="hidden_gain_specific", verdict=SUPPORTED, p=0.01, **details) -> ClaimResult:
     return ClaimResult(key=key, claim="c", test="t", unit="prompt pairs", n=48, statistic_name="s", statistic=0.4,
-                       effect_name="mean specificity", effect=0.01, effect_ci=(0.002, 0.02), p=0.01, p_adj=None,
-                       p_decision=0.01, alpha=0.05, verdict=verdict, criterion="rule", arms=("paris", "original"),
+                       effect_name="mean specificity", effect=0.01, effect_ci=(0.002, 0.02), p=p, p_adj=None,
+                       p_decision=p, alpha=0.05, verdict=verdict, criterion="rule", arms=("paris", "original"),
                        details=details)
 
 
@@ -69,3 +69,91 @@ def test_a_positive_control_fails_a_claim_unless_every_one_supports_it():
     why = conditions.positive_control_failed(failed)
     assert why.startswith("the positive control failed (ceiling-paris: hidden_gain_specific inconclusive")
     assert "alias-paris" not in why
+
+
+# ---------------------------------------------------------------------------- applied by the lab (no model)
+
+from latent_city.config import ExperimentConfig  # noqa: E402
+from latent_city.lab import Lab  # noqa: E402
+
+
+@pytest.fixture
+def lab(monkeypatch):
+    """A lab whose rules are faked: every claim is supported unless `lab.fail` names (key, arm); every
+    manipulation check is supported unless the arm is in `lab.unlearned`."""
+    lab = Lab(ExperimentConfig.for_tier("cpu"), log=lambda line: None)
+    lab.fail, lab.unlearned = set(), set()
+
+    def fake(key, arm, against="original", own=False):
+        r = result(key, INCONCLUSIVE if (key, arm) in lab.fail else SUPPORTED, p=1e-9)     # passes Holm
+        r.arms, r.about = (arm, against), lab.target(arm, own)[0].name
+        return r
+
+    def reset():
+        lab._secondary.clear()
+        lab.__dict__.pop("_positive_memo", None)
+        lab.__dict__.pop("_manipulation_memo", None)
+
+    lab.reset = reset
+    monkeypatch.setattr(lab, "_claim", fake)
+    monkeypatch.setattr(lab, "manipulation", lambda arm: result("task_learned", INCONCLUSIVE if arm in lab.unlearned
+                                                                  else SUPPORTED, rho=0.1, share_beats_constant=0.3))
+    return lab
+
+
+def test_a_claim_on_an_arm_that_did_not_learn_its_task_is_inconclusive_and_says_why(lab):
+    lab.unlearned = {"paris"}
+    r = lab.claim("hidden_gain_specific", "paris")
+    assert r.verdict == INCONCLUSIVE and r.measured_verdict == SUPPORTED
+    assert r.conditions and r.conditions[0].startswith("the finetune did not learn its task (paris")
+    assert lab.claim("hidden_gain_specific", "paris-s43").verdict == SUPPORTED        # another seed that learned
+    assert lab.claim("distance_rank", "paris").verdict == SUPPORTED                   # not a representation claim
+    assert lab.claim("double_dissociation", "paris-s43", against="tokyo").verdict == SUPPORTED
+    assert lab.claim("double_dissociation", "paris", against="tokyo").verdict == INCONCLUSIVE
+
+
+def test_a_claim_the_positive_control_fails_is_inconclusive_on_every_trained_arm(lab):
+    lab.fail = {("country_named", "alias-paris")}
+    for arm in ("paris", "tokyo", "shuffled-s44"):
+        r = lab.claim("country_named", arm)
+        assert r.verdict == INCONCLUSIVE, arm
+        assert r.conditions == [next(c for c in r.conditions if c.startswith("the positive control failed (alias-paris"))]
+    assert lab.claim("country_named", "alias-paris").conditions == []      # the positive control itself: as measured
+    assert lab.claim("country_probability", "paris").verdict == SUPPORTED
+
+
+def test_the_ceiling_answers_for_the_distance_and_country_claims_only(lab):
+    lab.fail = {("distance_rank", "ceiling-paris")}
+    assert "ceiling-paris" in lab.claim("distance_rank", "paris").conditions[0]
+    assert lab.claim("hidden_gain_specific", "paris").verdict == SUPPORTED
+
+
+def test_the_primary_test_needs_every_adapter_of_its_family_to_have_learned_and_its_per_pair_control(lab, monkeypatch):
+    import latent_city.claims as claims_module
+
+    monkeypatch.setattr(lab, "measure", lambda what, arm: None)
+    def primary(x, adapters, readout="raw"):
+        r = result("foo_became_city")
+        r.about = x.city.name
+        return r
+
+    monkeypatch.setattr(claims_module, "foo_became_city", primary)
+    assert lab.primary("paris").verdict == SUPPORTED
+    lab.unlearned = {"paris-s45"}
+    lab.reset()
+    r = lab.primary("paris")
+    assert r.verdict == INCONCLUSIVE and "paris-s45" in r.conditions[0]
+    lab.unlearned = set()
+    lab.reset()
+    lab.fail = {("hidden_gain_specific", "alias-paris")}
+    assert "alias-paris" in lab.primary("paris").conditions[0]
+    lab.fail = {("hidden_gain_specific", "alias-tokyo")}        # Tokyo's own alias answers for Tokyo's own city
+    lab.reset()
+    assert lab.primary("paris").verdict == SUPPORTED
+    assert "alias-tokyo" in lab.primary("tokyo", own=True).conditions[0]
+
+
+def test_the_dissociation_is_read_through_the_alias_arms_own(lab):
+    lab.fail = {("double_dissociation", "alias-paris")}
+    r = lab.claim("double_dissociation", "paris", against="tokyo")
+    assert r.verdict == INCONCLUSIVE and "alias-paris-vs-alias-tokyo" in r.conditions[0]
