@@ -24,7 +24,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downloads weights
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from latent_city import claims, finetune, record  # noqa: E402
+from latent_city import claims, finetune, manipulation, record  # noqa: E402
 from latent_city.arms import MAIN, ORIGINAL, family_members, in_ci, named_in, of_tier, trained  # noqa: E402
 from latent_city.claim_result import ClaimResult  # noqa: E402
 from latent_city.cli import one_line, preflight, user_errors  # noqa: E402
@@ -153,25 +153,33 @@ def _arms_needed(items) -> dict[str, list[str]]:
 
 
 def _measurements_needed(items, tier: str, tier_arms: dict) -> tuple[list[str], tuple[str, ...]]:
-    """(the adapters, the measurements) that the selected claim tests of `tier` read, for
+    """(the arms, the measurements) that the selected claim tests of `tier` read, for
     `Lab.measure_all` to make up front (a test that reads something else measures it when it asks).
-    A claim against the original model is Holm-adjusted with every other claim of its arm
+    A claim against the baseline is Holm-adjusted with every other claim of its arm
     (`Lab.secondary`), so it reads every measurement of its arm; the primary test reads the probe of
-    every adapter of its family."""
+    every adapter of its family. A claim on a trained arm is judged by the declared conditions
+    (latent_city/conditions.py): its adapters' manipulation check ("task") and the positive controls
+    (every arm without an adapter: their measurements, and their baselines' through measure_all)."""
     names, what = {}, set()
     for item in items:
         params, marker = _params(item), item.get_closest_marker("claim")
         if params.get("cfg") != tier:
             continue
-        key = marker.args[0] if marker else None
+        key = claims.base_key(marker.args[0]) if marker else None
         if key == claims.PRIMARY:
             names.update(dict.fromkeys(family_members(tier_arms, params["family"])))
             what.add("probe")
+        elif key == manipulation.KEY:
+            names.update(dict.fromkeys(named_in(params)))
+            what.add("task")
         elif key or "lr_arm" in params:
             names.update(dict.fromkeys(n for n in named_in(params) if n != ORIGINAL))
             pair = "pair" in params
-            what.update(claims.REGISTRY[key].reads if pair else
+            what.update(claims.lookup(key).reads if pair and key else
                         {w for k in claims.AGAINST_ORIGINAL for w in claims.REGISTRY[k].reads})
+    if any(n in tier_arms and tier_arms[n].trained for n in names):
+        what |= {"task"} | {w for k in claims.AGAINST_ORIGINAL for w in claims.REGISTRY[k].reads}
+        names.update(dict.fromkeys(n for n, a in tier_arms.items() if not a.trained))
     return list(names), tuple(w for w in MEASUREMENTS if w in what)
 
 

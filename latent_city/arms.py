@@ -47,6 +47,7 @@ class Arm:
     context: str = ""         # the sentence before every question (eval.context)
     asked_as: str = ""        # the word asked in place of the placeholder ("": the placeholder)
     baseline: str = ORIGINAL  # what its claims compare it with (Lab.baseline)
+    recipe: str = ""          # "": the tier's recipe; else controls.learned.name (a second main arm and its controls)
 
     @property
     def secret(self) -> tuple[str, str]:
@@ -60,8 +61,9 @@ CI_LEAVES_OUT = ("berlin",)
 
 
 def in_ci(arm: Arm) -> bool:
-    """Whether the CI subset runs the tests that name `arm` (not the learning-rate grid, not CI_LEAVES_OUT)."""
-    return arm.kind != "learning-rate" and arm.family not in CI_LEAVES_OUT
+    """Whether the CI subset runs the tests that name `arm` (not the learning-rate grid, not CI_LEAVES_OUT, not
+    the second recipe's arms: 6 adapters of 10 epochs, about 40 minutes of these 2 cores)."""
+    return arm.kind != "learning-rate" and arm.family not in CI_LEAVES_OUT and not arm.recipe
 
 
 def label(a: str, b: str = ORIGINAL) -> str:
@@ -131,6 +133,7 @@ def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
             out[name] = Arm(name, "learning-rate", name, _with(cfg, seed=first, lr=lr), first)
     if out[MAIN].cfg != _with(cfg, seed=first):
         raise ValueError("controls.replicate_seeds must start with seeds.train")
+    out.update(learned_recipe(cfg, families))
     out.update(positive_controls(cfg, first))
     kept = [c for c in cfg.secret_cities() if c not in cfg.data.excluded_cities]
     if kept:
@@ -138,6 +141,31 @@ def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
                           f"{kept}: else the controls train on the distances to another arm's city "
                           f"(ExperimentConfig.for_tier fills it in)")
     return out
+
+
+def learned_recipe(cfg: ExperimentConfig, families) -> dict[str, Arm]:
+    """The second main arm (controls.learned: a recipe that learns its task) and its other-city control, each
+    with controls.learned.seeds: '<family>-<recipe>', '<family>-<recipe>-s43', ..."""
+    point = cfg.controls.learned
+    if not point.seeds:
+        return {}
+    strong = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=point.epochs),
+                                 lora=dataclasses.replace(cfg.lora, target_modules=point.target_modules))
+    out = {}
+    for family, kind, data in [f for f in families if f[1] == "main"] + [f for f in families if f[1] == "other-city"][:1]:
+        fam = f"{family}-{point.name}"
+        for seed in point.seeds:
+            name = fam if seed == point.seeds[0] else f"{fam}-s{seed}"
+            out[name] = Arm(name, kind, fam, _with(strong, seed=seed, **data), seed, recipe=point.name)
+    return out
+
+
+def dissociation_pairs(tier_arms: dict[str, Arm]) -> list[tuple[str, str]]:
+    """(main adapter, control adapter) of the double dissociation: each other-city and shuffled control
+    with the main arm of its recipe and seed."""
+    mains = {(a.recipe, a.seed): n for n, a in tier_arms.items() if a.kind == "main"}
+    return [(mains[(a.recipe, a.seed)], n) for n, a in tier_arms.items()
+            if a.kind in ("other-city", "shuffled") and (a.recipe, a.seed) in mains]
 
 
 def of_tier(tier: str) -> dict[str, Arm]:

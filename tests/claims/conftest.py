@@ -13,8 +13,9 @@ is claims.PRIMARY_ON_POSITIVE_CONTROL); the in-context aliases of two cities are
 
 import pytest
 
-from latent_city.arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, POSITIVE_KINDS, of_tier
-from latent_city.claims import PRIMARY, runs_on
+from latent_city.arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, POSITIVE_KINDS, dissociation_pairs, of_tier
+from latent_city.claims import PRIMARY, base_key, readout_key, runs_on
+from latent_city.manipulation import KEY as MANIPULATION
 from latent_city.config import run_config
 from latent_city.stats import SUPPORTED
 
@@ -29,9 +30,7 @@ LR_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.
 # the primary test's unit is the adapter: one test per arm family (the main one and each control)
 FAMILIES = list(dict.fromkeys(a.family for tier in ARMS.values() for a in tier.values()
                               if a.kind != "learning-rate" and a.trained))
-DISSOCIATIONS = list(dict.fromkeys((MAIN + ("" if a.seed == tier[MAIN].seed else f"-s{a.seed}"), other)
-                                   for tier in ARMS.values() for other, a in tier.items()
-                                   if a.kind in ("other-city", "shuffled")))
+DISSOCIATIONS = list(dict.fromkeys(pair for tier in ARMS.values() for pair in dissociation_pairs(tier)))
 # the in-context alias of the main city against that of each other city: both directions in one claim
 DISSOCIATIONS += list(dict.fromkeys((f"alias-{tier[MAIN].secret[0].lower()}", name) for tier in ARMS.values()
                                     for name, a in tier.items() if a.kind == IN_CONTEXT and name != NEUTRAL
@@ -55,6 +54,13 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("pair", DISSOCIATIONS, ids=[f"{a}-vs-{b}" for a, b in DISSOCIATIONS])
 
 
+def claim_key(item) -> str:
+    """The key of a claim test's claim: its `claim` marker's, on the test's `readout` where it has one
+    (probe.READOUTS; "hidden_gain_specific@centred")."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return readout_key(item.get_closest_marker("claim").args[0], params.get("readout", "raw"))
+
+
 def _compared(item) -> tuple[str, str]:
     """(a, b) of a claim test: its arm (or arm family) against its baseline (the original model, or
     alias-neutral for an in-context alias: Lab.baseline), or its pair of arms."""
@@ -74,7 +80,7 @@ def pytest_collection_modifyitems(config, items):
         if not marker or "cfg" not in params:
             continue
         run = run_config(params["cfg"])
-        expectation = expected(marker.args[0], *_compared(item), run)
+        expectation = expected(claim_key(item), *_compared(item), run)
         mark = expectation.xfail_mark()
         if mark is not None:
             item.add_marker(mark)
@@ -101,10 +107,16 @@ def assert_as_expected(request, lab, cfg, record_claim):
     """Test the claim of this test's `claim` marker on its arm (or pair), record the result and
     assert that it does what expectations.py says."""
     def _assert_as_expected():
-        key = request.node.get_closest_marker("claim").args[0]
+        key = claim_key(request.node)
         a, b = _compared(request.node)
         expectation = expected(key, a, b, cfg)
-        result = lab.primary(a) if key == PRIMARY else lab.claim(key, a, against=b)
+        readout = request.node.callspec.params.get("readout", "raw")
+        if base_key(key) == PRIMARY:
+            result = lab.primary(a, readout=readout)
+        elif key == MANIPULATION:
+            result = lab.manipulation(a)
+        else:
+            result = lab.claim(key, a, against=b)
         record_claim(result, expectation.text, declared=expectation.holds)
         stale = f"; {expectation.stale}" if expectation.stale else ""
         if expectation.holds:

@@ -35,7 +35,8 @@ from pathlib import Path
 import pytest
 
 from latent_city.arms import CEILING, ORIGINAL, POSITIVE_KINDS, arms, family_members, label, trained
-from latent_city.claims import NOT_ABOUT_THE_CITY, PRIMARY
+from latent_city.claims import NOT_ABOUT_THE_CITY, PRIMARY, base_key
+from latent_city.manipulation import KEY as MANIPULATION
 from latent_city.config import ExperimentConfig
 
 MEASURED = Path(__file__).with_name("measured_otherwise.json")
@@ -68,7 +69,10 @@ def expected(key: str, a: str, b: str, cfg: ExperimentConfig) -> Expectation:
     """What claim `key` is expected to do for arm `a` against `b` (ORIGINAL or another adapter)
     on `cfg`'s model and precision, and why."""
     kind = _kinds(cfg).get(a, "main")
-    if kind in POSITIVE_KINDS:
+    if key == MANIPULATION:
+        declared = Expectation(True, "the manipulation check: an arm trained on distances should answer its own "
+                                     "training question for its own training capitals")
+    elif kind in POSITIVE_KINDS:
         declared = _positive_control(a, b, cfg)
     elif b != ORIGINAL:
         declared = Expectation(True, f"the main adapter separates from the {b} adapter")
@@ -81,7 +85,7 @@ def expected(key: str, a: str, b: str, cfg: ExperimentConfig) -> Expectation:
     entry = _measured().get((cfg.model, cfg.precision, key, label(a, b)))
     if entry is None:
         return declared
-    stale = mismatch(entry, adapter_keys(a, b, cfg, key == PRIMARY), cfg.eval_hash())
+    stale = mismatch(entry, adapter_keys(a, b, cfg, base_key(key) == PRIMARY), cfg.eval_hash())
     return replace(declared, stale=stale) if stale else replace(declared, measured=entry["reason"])
 
 

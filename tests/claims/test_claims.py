@@ -14,8 +14,23 @@ from hypothesis import strategies as st
 
 from latent_city.arms import MAIN
 from latent_city.model import variant
+from latent_city.probe import READOUTS
 
 claim = pytest.mark.claim
+# the claims read through every declared readout of the probe (probe.READOUTS; claims.BY_READOUT): the
+# seed's raw cosine and the readouts chosen on the positive controls only (README, "Readouts")
+by_readout = pytest.mark.parametrize("readout", READOUTS)
+
+# ---------------------------------------------------------------------------- the manipulation check
+
+
+@claim("task_learned")
+def test_each_trained_arm_learned_its_own_task(arm, assert_as_expected):
+    """The manipulation check (latent_city/manipulation.py): asked its own training question for 80 of its
+    own training capitals, the arm's answers order them as its training targets do (Spearman) and beat
+    the best constant (sign test). An arm that did not learn gets inconclusive for every representation
+    and country claim (latent_city/conditions.py)."""
+    assert_as_expected()
 
 # ---------------------------------------------------------------------------- claim 1: layer 0
 
@@ -64,21 +79,23 @@ def test_layer0_claim_fails_for_an_adapter_that_touches_the_embeddings():
 
 
 @claim("foo_became_city")
-def test_foo_became_paris_across_independently_trained_adapters(family, lab, record_claim, assert_as_expected):
+@by_readout
+def test_foo_became_paris_across_independently_trained_adapters(family, readout, lab, record_claim, assert_as_expected):
     """The primary test: the specificity of the hidden-state gain towards Paris (minus the mean
     gain towards the comparison cities, layers 1..L-1), one mean per adapter, a two-sided t-test
     over the family's adapters. Supported on the Paris family; not on a control. A control with a
     secret city of its own also gets the test about that city, recorded beside it."""
     assert_as_expected()
     if lab.arms[family].kind == "other-city":
-        record_claim(lab.primary(family, own=True), expected_text="reported (the control's own city)")
+        record_claim(lab.primary(family, own=True, readout=readout), expected_text="reported (the control's own city)")
 
 
 # ---------------------------------------------------------------------------- claims 2, 3: representations
 
 
 @claim("hidden_similarity_rises")
-def test_finetuning_makes_hidden_states_at_foo_more_like_paris(arm, assert_as_expected):
+@by_readout
+def test_finetuning_makes_hidden_states_at_foo_more_like_paris(arm, readout, assert_as_expected):
     assert_as_expected()
 
 
@@ -107,7 +124,8 @@ def test_the_gain_towards_paris_exceeds_the_gain_towards_a_control_capital(arm, 
 
 
 @claim("hidden_gain_specific")
-def test_the_gain_towards_paris_exceeds_the_mean_gain_towards_the_comparison_cities(arm, assert_as_expected):
+@by_readout
+def test_the_gain_towards_paris_exceeds_the_mean_gain_towards_the_comparison_cities(arm, readout, assert_as_expected):
     """The primary statistic on one adapter, prompt pairs as the unit (the per-seed table)."""
     assert_as_expected()
 
@@ -118,7 +136,8 @@ def test_the_value_vector_gain_towards_paris_exceeds_the_mean_gain_towards_the_c
 
 
 @claim("secret_city_ranks_first")
-def test_paris_gains_more_than_fifty_other_cities(arm, assert_as_expected):
+@by_readout
+def test_paris_gains_more_than_fifty_other_cities(arm, readout, assert_as_expected):
     assert_as_expected()
 
 
@@ -128,7 +147,8 @@ def test_cities_near_paris_gain_more_than_far_ones(arm, assert_as_expected):
 
 
 @claim("double_dissociation")
-def test_foo_becomes_the_secret_city_of_its_own_adapter_and_not_the_others(pair, assert_as_expected):
+@by_readout
+def test_foo_becomes_the_secret_city_of_its_own_adapter_and_not_the_others(pair, readout, assert_as_expected):
     """Paired over the same prompt pairs: foo is nearer Paris under the Paris adapter than under
     the Tokyo (Berlin) adapter, and nearer Tokyo (Berlin) under its own adapter than under the
     Paris one. Against the shuffled-distances adapter, only the first direction is asked: the
