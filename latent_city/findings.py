@@ -18,6 +18,7 @@ from collections import defaultdict
 
 from .arms import ORIGINAL
 
+PRIMARY_ON_POSITIVE_CONTROL = "hidden_gain_specific"    # claims.PRIMARY_ON_POSITIVE_CONTROL
 PRIMARY = "foo_became_city"      # claims.PRIMARY (findings reads records without importing the model stack)
 CHECK = "task_learned"           # manipulation.KEY: a check per arm, about its own task, not a claim about the city
 MARK = {"supported": "+", "contradicted": "-", "inconclusive": "?"}
@@ -138,6 +139,33 @@ def _verdict(groups, key, family) -> str | None:
     return combined(results) if results else None
 
 
+def _instrument(claims: list[dict], city: str, country: str) -> list[str]:
+    """Sentences on the positive controls (can the instrument see a known alias, through which readout?)
+    and on the second recipe's primary tests (once the model learned its task, did foo become the city?)."""
+    index = {(c["key"], c["arms"][0]): c for c in claims}
+    readouts = [r for r in ("raw", "centred", "standardised")
+                if (PRIMARY_ON_POSITIVE_CONTROL + ("" if r == "raw" else f"@{r}"), "alias-paris") in index]
+    out = []
+    if readouts:
+        seen = "; ".join(f"{r}: {_verdict_of(c)} ({c['effect']:.3g})" for r in readouts
+                         if (c := index[(PRIMARY_ON_POSITIVE_CONTROL + ('' if r == 'raw' else f'@{r}'), 'alias-paris')]))
+        country_pc = index.get(("country_probability", "alias-paris"))
+        ceiling = [f"{k}: {_verdict_of(c)}" for k in ("distance_rank", "country_probability")
+                   if (c := index.get((k, f"ceiling-{city.lower()}")))]
+        out.append(f"Can the instrument see a known alias? With 'foo is another name for {city}' before every question "
+                   f"(against a neutral sentence), the primary statistic per prompt pair by readout: {seen}"
+                   + (f"; {country} as foo's country: {_verdict_of(country_pc)}" if country_pc else "")
+                   + (f". Asked with '{city}' itself (the ceiling): " + "; ".join(ceiling) if ceiling else "") + ".")
+    learned = [c for c in claims if c["key"].startswith(PRIMARY) and not c["key"].startswith(PRIMARY + "_own")
+               and "-" in c["arms"][0] and not _is_learning_rate_arm(c) and c["arms"][0].split("-")[0] == city.lower()]
+    if learned:
+        out.append(f"Once the model learned its task ({learned[0]['arms'][0]}, a recipe that learns), did foo become "
+                   f"{city}? The primary test by readout: " + "; ".join(
+                       f"{c['key'].split('@')[1] if '@' in c['key'] else 'raw'}: {_verdict_of(c)} ({c['effect']:.3g}, "
+                       f"p = {c['p']:.3g})" + (f" [{why(c)}]" if c.get("conditions") else "") for c in learned) + ".")
+    return out
+
+
 def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", country: str = "France",
               control_km: dict[str, float] | None = None) -> list[str]:
     """One sentence per question, from the combined verdicts (a question not run is left out).
@@ -150,10 +178,14 @@ def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", coun
     primary = {c["arms"][0]: c for c in claims if c["key"] == PRIMARY}
     if main in primary:
         p = primary[main]
-        others = "; ".join(f"{f}: {_verdict_of(c)} ({c['effect']:.3g})" for f, c in primary.items() if f != main)
+        others = "; ".join(f"{f}: {_verdict_of(c)} ({c['effect']:.3g})" for f, c in primary.items()
+                           if f != main and "-" not in f)     # the seed's recipe's controls (not '<family>-<recipe>')
         out.append(f"Did foo become {city}? The primary test, adapters as the unit ({p['n']} training seeds): "
                    f"{_verdict_of(p)}, mean specificity {p['effect']:.3g} [{p['effect_ci'][0]:.3g}, "
-                   f"{p['effect_ci'][1]:.3g}], p = {p['p']:.3g}" + (f". The controls, same test: {others}." if others else "."))
+                   f"{p['effect_ci'][1]:.3g}], p = {p['p']:.3g}"
+                   + (f" ({why(p)})" if p.get("conditions") else "")
+                   + (f". The controls, same test: {others}." if others else "."))
+    out += _instrument(claims, city, country)
     checks = defaultdict(list)
     for c in claims:
         if c["key"] == CHECK:
