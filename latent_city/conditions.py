@@ -88,15 +88,25 @@ def _numbers(r: ClaimResult) -> str:
 
 def not_learned(arm: str, check: ClaimResult) -> str | None:
     """The reason an arm's claims are inconclusive by the manipulation check, None if it learned."""
-    if check.verdict == SUPPORTED:
+    return not_learned_any({arm: check})
+
+
+def not_learned_any(checks: dict[str, ClaimResult]) -> str | None:
+    """One reason for the adapters ({arm: its manipulation check}) that did not learn their task, None if
+    every one learned."""
+    failed = {a: c for a, c in checks.items() if c.verdict != SUPPORTED}
+    if not failed:
         return None
-    d = check.details
-    rho = d.get("rho")
-    share = d.get("share_beats_constant")
-    beats = f", beats the constant on {share:.0%} of them" if share is not None else ""
-    rho = f"{rho:.3g}" if rho is not None else "undefined"
-    return (f"the finetune did not learn its task ({arm}: manipulation check {check.verdict}: Spearman rho "
-            f"{rho} with its own training distances over {check.n} training capitals{beats})")
+
+    def numbers(a, c):
+        rho, share = c.details.get("rho"), c.details.get("share_beats_constant")
+        return (f"{a}: {c.verdict}, Spearman rho {'undefined' if rho is None else f'{rho:.3g}'} with its own training "
+                f"distances" + (f", beats the constant on {share:.0%}" if share is not None else ""))
+
+    n = next(iter(failed.values())).n
+    of = f"{len(failed)} of {len(checks)} adapters failed the manipulation check" if len(checks) > 1 else "manipulation check"
+    return f"the finetune did not learn its task ({of}, {n} training capitals: " + "; ".join(
+        numbers(a, c) for a, c in failed.items()) + ")"
 
 
 def positive_control_failed(results: dict[str, ClaimResult]) -> str | None:
@@ -182,6 +192,6 @@ def judge(lab, result: ClaimResult, key: str, adapters: list[str], city: str) ->
         for a in adapters:
             if a not in memo:
                 memo[a] = lab.manipulation(a)
-            reasons.append(not_learned(a, memo[a]))
+        reasons.append(not_learned_any({a: memo[a] for a in adapters}))
     reasons.append(positive_control_failed(positive_results(lab, key, city)))
     return apply(result, reasons)

@@ -59,7 +59,8 @@ def test_the_manipulation_check_reason_names_the_arm_and_its_numbers():
     assert conditions.not_learned("paris", result("task_learned", SUPPORTED)) is None
     why = conditions.not_learned("paris", result("task_learned", INCONCLUSIVE, rho=-0.03,
                                                  share_beats_constant=0.26))
-    assert why.startswith("the finetune did not learn its task (paris") and "-0.03" in why and "26%" in why
+    assert why.startswith("the finetune did not learn its task (manipulation check") and "paris" in why
+    assert "-0.03" in why and "26%" in why
 
 
 def test_a_positive_control_fails_a_claim_unless_every_one_supports_it():
@@ -105,7 +106,8 @@ def test_a_claim_on_an_arm_that_did_not_learn_its_task_is_inconclusive_and_says_
     lab.unlearned = {"paris"}
     r = lab.claim("hidden_gain_specific", "paris")
     assert r.verdict == INCONCLUSIVE and r.measured_verdict == SUPPORTED
-    assert r.conditions and r.conditions[0].startswith("the finetune did not learn its task (paris")
+    assert r.conditions and r.conditions[0].startswith("the finetune did not learn its task (manipulation check")
+    assert "paris:" in r.conditions[0]
     assert lab.claim("hidden_gain_specific", "paris-s43").verdict == SUPPORTED        # another seed that learned
     assert lab.claim("distance_rank", "paris").verdict == SUPPORTED                   # not a representation claim
     assert lab.claim("double_dissociation", "paris-s43", against="tokyo").verdict == SUPPORTED
@@ -143,6 +145,7 @@ def test_the_primary_test_needs_every_adapter_of_its_family_to_have_learned_and_
     lab.reset()
     r = lab.primary("paris")
     assert r.verdict == INCONCLUSIVE and "paris-s45" in r.conditions[0]
+    assert "1 of 5 adapters failed the manipulation check" in r.conditions[0]
     lab.unlearned = set()
     lab.reset()
     lab.fail = {("hidden_gain_specific", "alias-paris")}
