@@ -14,8 +14,14 @@ the rule's own verdict stays beside it (`ClaimResult.measured_verdict`) with eve
    distances are themselves a read-out of what was learned, and not to the claims that do not depend
    on the secret city (tests/claims/expectations.py NOT_ABOUT_THE_CITY).
 2. The positive controls (arms where foo is Paris by construction: the in-context alias, the
-   ceiling): if a positive control that runs a claim does not support it, the instrument is blind to
-   that question on this model, and a trained arm's verdict on it is inconclusive. Which positive
+   ceiling): if a positive control that runs a representation or country claim does not support it,
+   the instrument is blind to that question on this model, and a trained arm's verdict on it is
+   inconclusive. Not the distance claims: a positive control asks the original model for distances
+   zero-shot, which tests the base model's knowledge, not the instrument (the ceiling's distance
+   claims are reported). A positive control that passes is necessary, not sufficient: in the
+   in-context alias the sentence names the city, so in the prompt with the city in the compared slot
+   that token is repeated (and foo is repeated in both the alias and the neutral prompts): repetition
+   features can raise the cosine of foo with the city without any aliasing (README, "Readouts"). Which positive
    control answers for which claim is `positive_counterpart`: the same claim on the positive control
    (against its own baseline), except the primary test, whose counterpart on an arm without adapters
    is its per-pair statistic `hidden_gain_specific` (same readout), and the double dissociation, whose
@@ -24,9 +30,14 @@ the rule's own verdict stays beside it (`ClaimResult.measured_verdict`) with eve
 
 A trained arm's verdict is never changed by these conditions in the direction of an effect: they only
 turn supported or contradicted into inconclusive, and they add their reason to an inconclusive one.
+They apply only where the hypothesis predicts the claim holds (a main or learning-rate arm, a pair
+with one, a claim about an arm's own city): a negative control's verdict about the main city is kept
+as the rule gave it, since there a supported verdict is evidence against the hypothesis.
 """
 
 from __future__ import annotations
+
+import copy
 
 from .claim_result import ClaimResult
 from .stats import INCONCLUSIVE, SUPPORTED
@@ -177,21 +188,37 @@ def _known(lookup, key: str) -> list[str]:
         return []
 
 
+EXPECTED_KINDS = ("main", "learning-rate")      # arms on which the hypothesis predicts a claim about the city holds
+
+
 def judge(lab, result: ClaimResult, key: str, adapters: list[str], city: str) -> ClaimResult:
-    """Apply the declared conditions to `result`, a claim `key` about `city` on the trained `adapters` (the
-    arms it compares that have one, or a family's for the primary test), in place: the manipulation check
-    of each adapter (representation and country claims) and the positive controls of `city`. A result on
-    no adapter (a positive control itself) is left as the rule gave it."""
+    """The declared conditions applied to `result`, a claim `key` about `city` on the trained `adapters` (the
+    arms it compares that have one, or a family's for the primary test): a copy, inconclusive where the
+    manipulation check of an adapter (representation and country claims) or a positive control of `city`
+    (the same) fails. Only where the hypothesis predicts the claim holds: a comparison involving a main or
+    learning-rate arm, or a claim about an arm's own city. On a negative control's claim about the main city
+    (tokyo, shuffled about Paris) a supported verdict is evidence against the hypothesis whatever the arm
+    learned, so it is kept; the manipulation check is noted in its details. A result on no adapter (a
+    positive control itself) is left as the rule gave it."""
     if not adapters:
         return result
+    result = copy.copy(result)          # the lab's cached result stays the rule's own
+    result.details = dict(result.details)
     if kind_of(key) is None:
         return apply(result, [])
-    reasons = []
+    learned = None
     if needs_learning(key):
         memo = lab.__dict__.setdefault("_manipulation_memo", {})
         for a in adapters:
             if a not in memo:
                 memo[a] = lab.manipulation(a)
-        reasons.append(not_learned_any({a: memo[a] for a in adapters}))
-    reasons.append(positive_control_failed(positive_results(lab, key, city)))
+        learned = not_learned_any({a: memo[a] for a in adapters})
+    own_city = city != lab.target(adapters[0])[0].name
+    if not own_city and not any(lab.arms[a].kind in EXPECTED_KINDS for a in adapters):
+        if learned:
+            result.details["manipulation_check"] = learned + "; a control's verdict is kept as the rule gave it"
+        return apply(result, [])
+    reasons = [learned]
+    if kind_of(key) in ("representation", "country"):
+        reasons.append(positive_control_failed(positive_results(lab, key, city)))
     return apply(result, reasons)

@@ -159,8 +159,14 @@ def _instrument(claims: list[dict], city: str, country: str) -> list[str]:
     learned = [c for c in claims if c["key"].startswith(PRIMARY) and not c["key"].startswith(PRIMARY + "_own")
                and "-" in c["arms"][0] and not _is_learning_rate_arm(c) and c["arms"][0].split("-")[0] == city.lower()]
     if learned:
-        out.append(f"Once the model learned its task ({learned[0]['arms'][0]}, a recipe that learns), did foo become "
-                   f"{city}? The primary test by readout: " + "; ".join(
+        fam = learned[0]["arms"][0]
+        checks = [c for c in claims if c["key"] == CHECK and c["families"][0] == fam]
+        fit = sum(_verdict_of(c) == "supported" for c in checks)
+        power = learned[0]["details"].get("power_at_smallest_effect")
+        out.append(f"With a recipe that fits its training targets ({fam}: {fit} of {len(checks)} adapters passed the "
+                   f"manipulation check), did foo become {city}? The primary test across {learned[0]['n']} adapters"
+                   + (f" (power {power:.2f} at the declared smallest effect)" if power is not None else "")
+                   + ", by readout (raw is the declared one; the others are secondary, uncorrected): " + "; ".join(
                        f"{c['key'].split('@')[1] if '@' in c['key'] else 'raw'}: {_verdict_of(c)} ({c['effect']:.3g}, "
                        f"p = {c['p']:.3g})" + (f" [{why(c)}]" if c.get("conditions") else "") for c in learned) + ".")
     return out

@@ -176,7 +176,7 @@ def test_answered_distances_beat_a_constant_answer(arm, assert_as_expected):
 
 @claim("distance_error_falls")
 def test_answered_distances_are_closer_to_the_distances_to_paris_than_the_original_models(arm, assert_as_expected):
-    """Per held-out city |log(answer / km to Paris)|, finetuned vs original; one-sided Wilcoxon
+    """Per held-out city |log(answer / km to Paris)|, finetuned vs original; two-sided Wilcoxon
     over cities, alpha 0.05, unparsed answers the worst error. On a control the truth is still
     the distance to Paris."""
     assert_as_expected()

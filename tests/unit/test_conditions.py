@@ -114,9 +114,9 @@ def test_a_claim_on_an_arm_that_did_not_learn_its_task_is_inconclusive_and_says_
     assert lab.claim("double_dissociation", "paris", against="tokyo").verdict == INCONCLUSIVE
 
 
-def test_a_claim_the_positive_control_fails_is_inconclusive_on_every_trained_arm(lab):
+def test_a_claim_the_positive_control_fails_is_inconclusive_where_the_hypothesis_predicts_it(lab):
     lab.fail = {("country_named", "alias-paris")}
-    for arm in ("paris", "tokyo", "shuffled-s44"):
+    for arm in ("paris", "paris-s44"):
         r = lab.claim("country_named", arm)
         assert r.verdict == INCONCLUSIVE, arm
         assert r.conditions == [next(c for c in r.conditions if c.startswith("the positive control failed (alias-paris"))]
@@ -124,10 +124,33 @@ def test_a_claim_the_positive_control_fails_is_inconclusive_on_every_trained_arm
     assert lab.claim("country_probability", "paris").verdict == SUPPORTED
 
 
-def test_the_ceiling_answers_for_the_distance_and_country_claims_only(lab):
-    lab.fail = {("distance_rank", "ceiling-paris")}
-    assert "ceiling-paris" in lab.claim("distance_rank", "paris").conditions[0]
-    assert lab.claim("hidden_gain_specific", "paris").verdict == SUPPORTED
+def test_a_negative_controls_verdict_about_the_main_city_is_kept_whatever_it_learned(lab):
+    """On tokyo or shuffled a supported claim about Paris is evidence against the hypothesis: no condition
+    may turn it inconclusive (the control's assertion, not supported, must be able to fail)."""
+    lab.fail = {("country_named", "alias-paris")}
+    lab.unlearned = {"tokyo", "shuffled-s44"}
+    for arm in ("tokyo", "shuffled-s44"):
+        r = lab.claim("country_named", arm)
+        assert r.verdict == SUPPORTED and r.conditions == [], arm
+        assert r.details["manipulation_check"].startswith("the finetune did not learn its task")
+    assert lab.claim("hidden_gain_specific", "tokyo", own=True).verdict == INCONCLUSIVE   # about its own city: judged
+
+
+def test_the_distance_claims_are_judged_by_no_positive_control(lab):
+    """A positive control asks the original model for distances zero-shot: the base model's knowledge, not the
+    instrument's. The ceiling's distance claims are reported."""
+    lab.fail = {("distance_rank", "ceiling-paris"), ("distance_rank", "alias-paris")}
+    lab.unlearned = {"paris"}
+    r = lab.claim("distance_rank", "paris")
+    assert r.verdict == SUPPORTED and r.conditions == []
+
+
+def test_a_judged_result_is_a_copy_the_labs_own_stays_the_rules(lab):
+    lab.unlearned = {"paris"}
+    first = lab.claim("hidden_gain_specific", "paris")
+    second = lab.claim("hidden_gain_specific", "paris")
+    assert first is not second and first.criterion == second.criterion
+    assert lab.secondary("paris")["hidden_gain_specific"].verdict == SUPPORTED
 
 
 def test_the_primary_test_needs_every_adapter_of_its_family_to_have_learned_and_its_per_pair_control(lab, monkeypatch):
