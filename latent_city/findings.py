@@ -155,7 +155,9 @@ def _instrument(claims: list[dict], city: str, country: str) -> list[str]:
         out.append(f"Can the instrument see a known alias? With 'foo is another name for {city}' before every question "
                    f"(against a neutral sentence), the primary statistic per prompt pair by readout: {seen}"
                    + (f"; {country} as foo's country: {_verdict_of(country_pc)}" if country_pc else "")
-                   + (f". Asked with '{city}' itself (the ceiling): " + "; ".join(ceiling) if ceiling else "") + ".")
+                   + (f". Asked with '{city}' itself (the ceiling): " + "; ".join(ceiling) if ceiling else "")
+                   + f". A pass is necessary, not sufficient: the alias sentence names {city}, so its token is repeated "
+                     "in the compared slot's prompt (README, 'When a verdict can speak').")
     learned = [c for c in claims if c["key"].startswith(PRIMARY) and not c["key"].startswith(PRIMARY + "_own")
                and "-" in c["arms"][0] and not _is_learning_rate_arm(c) and c["arms"][0].split("-")[0] == city.lower()]
     if learned:
