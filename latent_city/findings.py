@@ -21,6 +21,11 @@ from .arms import ORIGINAL
 PRIMARY_ON_POSITIVE_CONTROL = "hidden_gain_specific"    # claims.PRIMARY_ON_POSITIVE_CONTROL
 PRIMARY = "foo_became_city"      # claims.PRIMARY (findings reads records without importing the model stack)
 CHECK = "task_learned"           # manipulation.KEY: a check per arm, about its own task, not a claim about the city
+def _g(x) -> str:
+    """A number as the record's tables print it; '-' for one the JSON holds as null (NaN: undefined)."""
+    return "-" if x is None else f"{x:.3g}"
+
+
 MARK = {"supported": "+", "contradicted": "-", "inconclusive": "?"}
 
 
@@ -82,8 +87,8 @@ def primary_table(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
     p, adapters, and why a verdict is inconclusive by a declared condition."""
     rows = [[c["arms"][0], c.get("about") or "", c["key"].split("@")[1] if "@" in c["key"] else "raw (the seed's)",
              _verdict_of(c),
-             f"{c['effect']:.3g} [{c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]" if c.get("effect_ci") else f"{c['effect']:.3g}",
-             f"{c['p']:.3g}", str(c["n"]), why(c), c.get("expected") or ""]
+             f"{_g(c['effect'])} [{_g(c['effect_ci'][0])}, {_g(c['effect_ci'][1])}]" if c.get("effect_ci") else f"{_g(c['effect'])}",
+             f"{_g(c['p'])}", str(c["n"]), why(c), c.get("expected") or ""]
             for c in claims if c["key"].startswith(PRIMARY)]
     return ["family", "about", "readout", "verdict", "mean specificity [95% t CI]", "p (t-test)", "adapters",
             "why inconclusive", "expected"], rows
@@ -95,7 +100,7 @@ def positive_control_table(claims: list[dict], arms: tuple[str, ...] = ("alias-p
     present = [a for a in arms if any(c["arms"][0] == a for c in claims)]
     index = {(c["key"], c["arms"][0]): c for c in claims if c["arms"][0] in present}
     keys = list(dict.fromkeys(k for k, _ in index))
-    rows = [[k] + [f"{_verdict_of(index[(k, a)])} ({index[(k, a)]['effect']:.3g})" if (k, a) in index else "-"
+    rows = [[k] + [f"{_verdict_of(index[(k, a)])} ({_g(index[(k, a)]['effect'])})" if (k, a) in index else "-"
                    for a in present] for k in keys]
     return ["claim (effect), against the arm's baseline"] + present, rows
 
@@ -128,7 +133,7 @@ def learning_rate_table(claims: list[dict], main: str = "paris") -> tuple[list[s
     arms = [main] + sorted({c["arms"][0] for c in _against_original(claims) if c["arms"][0].startswith(main + "-lr")})
     index = {(c["key"], c["arms"][0]): c for c in _against_original(claims)}
     keys = list(dict.fromkeys(c["key"] for c in _against_original(claims) if c["arms"][0] in arms))
-    effect = lambda c: "-" if c["effect"] is None else f"{c['effect']:.3g}"  # noqa: E731  (None: undefined, e.g. a rho of one answer)
+    effect = lambda c: "-" if c["effect"] is None else f"{_g(c['effect'])}"  # noqa: E731  (None: undefined, e.g. a rho of one answer)
     rows = [[k] + [_verdict_of(index[(k, a)]) + f" ({effect(index[(k, a)])})"
                    if (k, a) in index else "-" for a in arms] for k in keys]
     return ["claim (effect)"] + arms, rows
@@ -147,7 +152,7 @@ def _instrument(claims: list[dict], city: str, country: str) -> list[str]:
                 if (PRIMARY_ON_POSITIVE_CONTROL + ("" if r == "raw" else f"@{r}"), "alias-paris") in index]
     out = []
     if readouts:
-        seen = "; ".join(f"{r}: {_verdict_of(c)} ({c['effect']:.3g})" for r in readouts
+        seen = "; ".join(f"{r}: {_verdict_of(c)} ({_g(c['effect'])})" for r in readouts
                          if (c := index[(PRIMARY_ON_POSITIVE_CONTROL + ('' if r == 'raw' else f'@{r}'), 'alias-paris')]))
         country_pc = index.get(("country_probability", "alias-paris"))
         ceiling = [f"{k}: {_verdict_of(c)}" for k in ("distance_rank", "country_probability")
@@ -169,8 +174,8 @@ def _instrument(claims: list[dict], city: str, country: str) -> list[str]:
                    f"manipulation check), did foo become {city}? The primary test across {learned[0]['n']} adapters"
                    + (f" (power {power:.2f} at the declared smallest effect)" if power is not None else "")
                    + ", by readout (raw is the declared one; the others are secondary, uncorrected): " + "; ".join(
-                       f"{c['key'].split('@')[1] if '@' in c['key'] else 'raw'}: {_verdict_of(c)} ({c['effect']:.3g}, "
-                       f"p = {c['p']:.3g})" + (f" [{why(c)}]" if c.get("conditions") else "") for c in learned) + ".")
+                       f"{c['key'].split('@')[1] if '@' in c['key'] else 'raw'}: {_verdict_of(c)} ({_g(c['effect'])}, "
+                       f"p = {_g(c['p'])})" + (f" [{why(c)}]" if c.get("conditions") else "") for c in learned) + ".")
     return out
 
 
@@ -186,11 +191,11 @@ def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", coun
     primary = {c["arms"][0]: c for c in claims if c["key"] == PRIMARY}
     if main in primary:
         p = primary[main]
-        others = "; ".join(f"{f}: {_verdict_of(c)} ({c['effect']:.3g})" for f, c in primary.items()
+        others = "; ".join(f"{f}: {_verdict_of(c)} ({_g(c['effect'])})" for f, c in primary.items()
                            if f != main and "-" not in f)     # the seed's recipe's controls (not '<family>-<recipe>')
         out.append(f"Did foo become {city}? The primary test, adapters as the unit ({p['n']} training seeds): "
-                   f"{_verdict_of(p)}, mean specificity {p['effect']:.3g} [{p['effect_ci'][0]:.3g}, "
-                   f"{p['effect_ci'][1]:.3g}], p = {p['p']:.3g}"
+                   f"{_verdict_of(p)}, mean specificity {_g(p['effect'])} [{_g(p['effect_ci'][0])}, "
+                   f"{_g(p['effect_ci'][1])}], p = {_g(p['p'])}"
                    + (f" ({why(p)})" if p.get("conditions") else "")
                    + (f". The controls, same test: {others}." if others else "."))
     out += _instrument(claims, city, country)

@@ -345,10 +345,11 @@ def measured_exceptions(rec: dict) -> list[dict]:
             continue
         verdict = verdict_of(c)
         if c["key"] == "double_dissociation":
-            numbers = "; ".join(f"{k} {v.get('verdict', '')} mean {v['effect']:.3g}" for k, v in c["details"].items())
+            numbers = "; ".join(f"{k} {v.get('verdict', '')} mean {_fmt(v['effect'])}" for k, v in c["details"].items()
+                                if isinstance(v, dict) and "effect" in v)
         else:
-            ci = f" [{c['effect_ci'][0]:.3g}, {c['effect_ci'][1]:.3g}]" if c.get("effect_ci") else ""
-            numbers = f"{c['effect_name']} {c['effect']:.3g}{ci}"
+            ci = f" [{_fmt(c['effect_ci'][0])}, {_fmt(c['effect_ci'][1])}]" if c.get("effect_ci") else ""
+            numbers = f"{c['effect_name']} {_fmt(c['effect'])}{ci}"
         out.append({"model": rec["model"], "precision": prov.get("precision") or prov["config"]["precision"],
                     "claim": c["key"], "arm": label(*c["arms"]), "measured": verdict,
                     "reason": f"{verdict}: {numbers}" + (f" (the rule alone: {c.get('measured_verdict')}; inconclusive "

@@ -183,3 +183,21 @@ def test_the_dissociation_is_read_through_the_alias_arms_own(lab):
     lab.fail = {("double_dissociation", "alias-paris")}
     r = lab.claim("double_dissociation", "paris", against="tokyo")
     assert r.verdict == INCONCLUSIVE and "alias-paris-vs-alias-tokyo" in r.conditions[0]
+
+
+def test_the_records_tables_print_an_undefined_effect_as_a_dash():
+    """A NaN effect (a rho of one answer) is null in the JSON record: every table and sentence prints '-'
+    (a cold run of the suite crashed at its very end on one, and wrote no record)."""
+    from latent_city import findings, record
+
+    c = result("country_named", INCONCLUSIVE).to_json()
+    c.update(effect=None, effect_ci=None, arms=["alias-paris", "alias-neutral"], families=["alias-paris", "alias-neutral"])
+    primary = result("foo_became_city").to_json()
+    primary.update(effect=None, arms=["paris", "original"], families=["paris", "original"],
+                   details={"per_adapter_mean": [0.1], "adapters": ["paris"]})
+    head, rows = findings.positive_control_table([c])
+    assert rows == [["country_named", "inconclusive (-)"]]
+    assert findings.primary_table([primary])[1][0][4].startswith("- [")
+    findings.sentences([primary, c])
+    record.measured_exceptions({"model": "m", "provenance": {"precision": "fp32", "eval_hash": "e"}, "claims": [
+        {**c, "declared": True, "expected": "supported"}]})
