@@ -42,11 +42,22 @@ def _against_original(claims: list[dict]) -> list[dict]:
     return [c for c in claims if c["arms"][1] == ORIGINAL]
 
 
+POSITIVE_PREFIXES = ("alias-", "ceiling-")      # the positive controls (arms.py): reported in their own table
+
+
+def _seed_recipe_arm(c: dict) -> bool:
+    """An adapter of the seed's recipe: not a learning-rate arm, not the second recipe ('<family>-<recipe>'),
+    not a positive control."""
+    fam = c["families"][0]
+    return not _is_learning_rate_arm(c) and "-" not in fam and not fam.startswith(POSITIVE_PREFIXES)
+
+
 def by_family(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:
-    """(claim key, arm family) -> results of that family's seeds (learning-rate arms left out)."""
+    """(claim key, arm family) -> results of that family's seeds, the seed's recipe's arms only (the
+    learning-rate grid, the second recipe and the positive controls have tables and sentences of their own)."""
     out = defaultdict(list)
     for c in _against_original(claims):
-        if not _is_learning_rate_arm(c) and not c["key"].startswith(PRIMARY) and c["key"] != CHECK:
+        if _seed_recipe_arm(c) and not c["key"].startswith(PRIMARY) and c["key"] != CHECK:
             out[(c["key"], c["families"][0])].append(c)
     return out
 
@@ -224,14 +235,17 @@ def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", coun
                    f"{spec['secret_city_ranks_first']}; nearer cities gain more: {spec['gain_falls_with_distance']}.")
     dis = defaultdict(list)
     for c in claims:
-        if c["key"] == "double_dissociation":
+        if c["key"] == "double_dissociation" and _seed_recipe_arm(c):
             dis[c["families"][1]].append(c)
     if dis:
         verdict = {fam: combined(rs) for fam, rs in dis.items()}
         cities = [f for f in verdict if f in control_km]
         held = [f for f in cities if verdict[f].startswith("supported")]
         far = [f for f in cities if control_km[f] > 3000]
-        if cities and len(held) == len(cities):
+        if all(c.get("conditions") for rs in dis.values() for c in rs):
+            answer = ("not decided: every comparison is inconclusive by a declared condition (the adapters did not "
+                      "learn their task)")
+        elif cities and len(held) == len(cities):
             answer = city
         elif held and set(held) <= set(far):
             answer = f"a city near {city} (it separates from far {', '.join(held)} but not from near ones)"
