@@ -40,9 +40,8 @@ from __future__ import annotations
 import copy
 
 from .claim_result import ClaimResult
+from .claims import NOT_ABOUT_THE_CITY       # the claims that do not depend on the secret city
 from .stats import INCONCLUSIVE, SUPPORTED
-
-NOT_ABOUT_THE_CITY = frozenset({"layer0_unchanged", "distance_format"})
 REPRESENTATION_READS = frozenset({"probe"})
 COUNTRY_READS = frozenset({"countries", "prefix", "mc", "samples"})
 
