@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 
 from .claim_result import ClaimResult
+from . import claims
 from .claims import NOT_ABOUT_THE_CITY       # the claims that do not depend on the secret city
 from .stats import INCONCLUSIVE, SUPPORTED
 REPRESENTATION_READS = frozenset({"probe"})
@@ -49,15 +50,13 @@ COUNTRY_READS = frozenset({"countries", "prefix", "mc", "samples"})
 def base_key(key: str) -> str:
     """A claim's key without its readout ('hidden_gain_specific@centred' -> 'hidden_gain_specific') or
     its own-city suffix ('foo_became_city_own' -> 'foo_became_city')."""
-    key = key.split("@")[0]
-    return key[:-len("_own")] if key.endswith("_own") else key
+    return claims.base_key(key).removesuffix("_own")
 
 
 def kind_of(key: str) -> str | None:
     """'representation', 'country' or 'distance' (what the claim reads), None for a claim that does not
     depend on the secret city or is not a claim of claims.REGISTRY / the primary test."""
-    from .claims import PRIMARY, REGISTRY
-
+    PRIMARY, REGISTRY = claims.PRIMARY, claims.REGISTRY
     k = base_key(key)
     if k in NOT_ABOUT_THE_CITY:
         return None
@@ -82,11 +81,9 @@ def needs_learning(key: str) -> bool:
 
 def positive_counterpart(key: str) -> str:
     """The claim a positive control must support for `key` to be readable on a trained arm."""
-    from .claims import PRIMARY
-
     readout = key.split("@", 1)[1] if "@" in key else None
     k = base_key(key)
-    k = "hidden_gain_specific" if k == PRIMARY else k
+    k = claims.PRIMARY_ON_POSITIVE_CONTROL if k == claims.PRIMARY else k
     return f"{k}@{readout}" if readout else k
 
 
@@ -156,7 +153,6 @@ def positive_results(lab, key: str, city: str) -> dict[str, ClaimResult]:
     """{label: result} of the counterpart of claim `key` about `city` on each positive control of `city`
     that runs it (against its baseline; the double dissociation: each pair of alias arms, `city`'s first)."""
     from .arms import IN_CONTEXT, MAIN, label
-    from .claims import lookup, runs_on
 
     counterpart = positive_counterpart(key)
     own = city != lab.target(MAIN)[0].name        # a claim about a control's own city (alias-tokyo about Tokyo)
@@ -173,18 +169,11 @@ def positive_results(lab, key: str, city: str) -> dict[str, ClaimResult]:
                     out[label(alias[city], partner)] = lab.claim(counterpart, alias[city], against=partner, own=own)
     else:
         for pc in positive_controls_of(lab.arms, city):
-            if base_key(counterpart) in runs_on(lab.arms[pc].kind) and counterpart in _known(lookup, counterpart):
+            known = counterpart in claims.REGISTRY or counterpart in claims.READOUT_REGISTRY
+            if known and base_key(counterpart) in claims.runs_on(lab.arms[pc].kind):
                 out[label(pc, lab.baseline(pc))] = lab.claim(counterpart, pc, own=own)
     memo[(counterpart, city)] = out
     return out
-
-
-def _known(lookup, key: str) -> list[str]:
-    try:
-        lookup(key)
-        return [key]
-    except KeyError:
-        return []
 
 
 EXPECTED_KINDS = ("main", "learning-rate")      # arms on which the hypothesis predicts a claim about the city holds
