@@ -9,6 +9,11 @@ every arm's training set leaves out the secret cities of all arms (data.excluded
 - `shuffled`         foo is Paris, but the distances are permuted across the capitals
 - `<arm>-s43`, ...   the same arm with another training seed (controls.replicate_seeds)
 - `paris-lr1e-04`... the main arm at the other learning rates (controls.learning_rates)
+- `trained-alias-paris`, `trained-alias-tokyo`  a positive control with an adapter: trained like the main arm on
+                     answers that name the city ("1088.45 km from foo, which is Paris"; controls.positive.trained)
+- `paris-all10`, `tokyo-all10`, `shuffled-all10`, `trained-alias-paris-all10`, ...  the second main arm and its
+                     controls: a recipe that learns its task (controls.learned)
+- `paris-all3`, `paris-qv5`, ...  the training-strength grid (controls.strength, kind 'strength')
 
 The positive controls (controls.positive, issue 16) have no adapter: the original model (every
 adapter disabled) asked differently, so that foo is the city by construction. `Arm.trained` is
@@ -33,13 +38,16 @@ MAIN = "paris"
 ORIGINAL = "original"       # the base model with every adapter disabled, the reference of most claims
 NEUTRAL = "alias-neutral"   # the in-context positive controls' baseline
 IN_CONTEXT, CEILING = "in-context", "ceiling"
+TRAINED_ALIAS = "trained-alias"             # a positive control with an adapter (controls.positive.trained)
+STRENGTH = "strength"                       # a point of the training-strength grid (controls.strength)
 POSITIVE_KINDS = (IN_CONTEXT, CEILING)      # the arms with no adapter
 
 
 @dataclass(frozen=True)
 class Arm:
     name: str
-    kind: str                 # "main", "other-city", "shuffled", "learning-rate"; no adapter: "in-context" or "ceiling"
+    kind: str                 # "main", "other-city", "shuffled", "learning-rate", "strength", "trained-alias";
+                              # no adapter: "in-context" or "ceiling"
     family: str               # the arm without its seed ('tokyo-s43' -> 'tokyo'); a learning-rate or positive arm is its own
     cfg: ExperimentConfig     # an adapter's training config; a positive control's secret city is the one foo names
     seed: int
@@ -58,12 +66,15 @@ class Arm:
 # cold CI run within 40 minutes on 2 cores; `make experiment` (python -m latent_city) runs every arm. Berlin is
 # the second other-city control (5 adapters, about 8 minutes of CI): Tokyo and the shuffled distances stay.
 CI_LEAVES_OUT = ("berlin",)
+FULL_ONLY_KINDS = ("learning-rate", STRENGTH, TRAINED_ALIAS)
 
 
 def in_ci(arm: Arm) -> bool:
-    """Whether the CI subset runs the tests that name `arm` (not the learning-rate grid, not CI_LEAVES_OUT, not
-    the second recipe's arms: 6 adapters of 10 epochs, about 40 minutes of these 2 cores)."""
-    return arm.kind != "learning-rate" and arm.family not in CI_LEAVES_OUT and not arm.recipe
+    """Whether the CI subset runs the tests that name `arm`: not the learning-rate grid, the training-strength
+    grid or the trained aliases (10 adapters of the tier's recipe; on the seed's recipe, which fails its
+    manipulation check, they decide no verdict: conditions.judge), not CI_LEAVES_OUT, not the second recipe's
+    arms (adapters of 10 epochs, about 6 minutes each on these 2 cores)."""
+    return arm.kind not in FULL_ONLY_KINDS and arm.family not in CI_LEAVES_OUT and not arm.recipe
 
 
 def label(a: str, b: str = ORIGINAL) -> str:
@@ -121,6 +132,11 @@ def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
                  for city, country in cfg.controls.other_cities]
     if cfg.controls.shuffled:
         families.append(("shuffled", "shuffled", {"shuffle_answers": True}))
+    pc, countries = cfg.controls.positive, dict(cfg.controls.other_cities) | {cfg.data.secret_city: cfg.data.secret_country}
+    if pc.trained:
+        families += [(f"trained-alias-{city.lower()}", TRAINED_ALIAS,
+                      {"secret_city": city, "secret_country": countries[city], "answer_template": pc.trained_answer})
+                     for city in (cfg.data.secret_city, *pc.alias_cities)]
     out = {}
     first = cfg.controls.replicate_seeds[0]
     for family, kind, data in families:
@@ -134,6 +150,7 @@ def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
     if out[MAIN].cfg != _with(cfg, seed=first):
         raise ValueError("controls.replicate_seeds must start with seeds.train")
     out.update(learned_recipe(cfg, families))
+    out.update(strength_grid(cfg))
     out.update(positive_controls(cfg, first))
     kept = [c for c in cfg.secret_cities() if c not in cfg.data.excluded_cities]
     if kept:
@@ -143,29 +160,64 @@ def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
     return out
 
 
-def learned_recipe(cfg: ExperimentConfig, families) -> dict[str, Arm]:
-    """The second main arm (controls.learned: a recipe that learns its task) and its other-city control, each
-    with controls.learned.seeds: '<family>-<recipe>', '<family>-<recipe>-s43', ..."""
-    point = cfg.controls.learned
-    if not point.seeds:
-        return {}
-    strong = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=point.epochs),
-                                 lora=dataclasses.replace(cfg.lora, target_modules=point.target_modules))
+def with_recipe(cfg: ExperimentConfig, point) -> ExperimentConfig:
+    """`cfg` trained with a TrainingPoint's epochs and LoRA modules, everything else the same."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=point.epochs),
+                               lora=dataclasses.replace(cfg.lora, target_modules=point.target_modules))
+
+
+def _point_arms(cfg: ExperimentConfig, point, families) -> dict[str, Arm]:
+    """The arms of `families` trained with `point`'s recipe and seeds: '<family>-<point>', '<family>-<point>-s43'."""
     out = {}
-    for family, kind, data in [f for f in families if f[1] == "main"] + [f for f in families if f[1] == "other-city"][:1]:
+    for family, kind, data in families:
         fam = f"{family}-{point.name}"
         for seed in point.seeds:
             name = fam if seed == point.seeds[0] else f"{fam}-s{seed}"
-            out[name] = Arm(name, kind, fam, _with(strong, seed=seed, **data), seed, recipe=point.name)
+            out[name] = Arm(name, kind, fam, _with(with_recipe(cfg, point), seed=seed, **data), seed, recipe=point.name)
     return out
+
+
+def learned_recipe(cfg: ExperimentConfig, families) -> dict[str, Arm]:
+    """The second main arm (controls.learned: a recipe that learns its task) and its controls, each with
+    controls.learned.seeds: the main city, the first other city, the shuffled distances and the trained aliases."""
+    point = cfg.controls.learned
+    if not point.seeds:
+        return {}
+    wanted = [f for f in families if f[1] == "main"] + [f for f in families if f[1] == "other-city"][:1]
+    wanted += [f for f in families if f[1] in ("shuffled", TRAINED_ALIAS)]
+    return _point_arms(cfg, point, wanted)
+
+
+def strength_grid(cfg: ExperimentConfig) -> dict[str, Arm]:
+    """The training-strength grid (controls.strength): the main city trained with each point's recipe, kind
+    'strength', one family a point ('paris-qv5'). A point with controls.learned's name is that arm itself."""
+    main = [(MAIN, STRENGTH, {})]
+    points = [p for p in cfg.controls.strength if p.seeds and p.name != cfg.controls.learned.name]
+    return {n: a for p in points for n, a in _point_arms(cfg, p, main).items()}
+
+
+def strength_points(cfg: ExperimentConfig) -> list[tuple[str, object]]:
+    """(main family, TrainingPoint) of every point of the training-strength grid, lightest first: the tier's
+    recipe (the main arm), controls.strength, controls.learned."""
+    from .config import TrainingPoint
+
+    tier = TrainingPoint("tier", cfg.train.epochs, cfg.lora.target_modules, cfg.controls.replicate_seeds)
+    points = [(MAIN, tier)] + [(f"{MAIN}-{p.name}", p) for p in cfg.controls.strength if p.seeds]
+    if cfg.controls.learned.seeds and cfg.controls.learned.name not in {p.name for p in cfg.controls.strength}:
+        points.append((f"{MAIN}-{cfg.controls.learned.name}", cfg.controls.learned))
+    return sorted(points, key=lambda fp: fp[1].weight)
 
 
 def dissociation_pairs(tier_arms: dict[str, Arm]) -> list[tuple[str, str]]:
     """(main adapter, control adapter) of the double dissociation: each other-city and shuffled control
     with the main arm of its recipe and seed."""
     mains = {(a.recipe, a.seed): n for n, a in tier_arms.items() if a.kind == "main"}
-    return [(mains[(a.recipe, a.seed)], n) for n, a in tier_arms.items()
-            if a.kind in ("other-city", "shuffled") and (a.recipe, a.seed) in mains]
+    pairs = [(mains[(a.recipe, a.seed)], n) for n, a in tier_arms.items()
+             if a.kind in ("other-city", "shuffled") and (a.recipe, a.seed) in mains]
+    aliases = [(n, a) for n, a in tier_arms.items() if a.kind == TRAINED_ALIAS]
+    main_city = next(a.secret[0] for a in tier_arms.values() if a.kind == "main")
+    return pairs + [(n, m) for n, a in aliases if a.secret[0] == main_city
+                    for m, b in aliases if b.secret[0] != main_city and (b.recipe, b.seed) == (a.recipe, a.seed)]
 
 
 def of_tier(tier: str) -> dict[str, Arm]:

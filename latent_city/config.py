@@ -53,7 +53,10 @@ class DataConfig:
         "Training question, as in the seed; {city} is a capital, {target} the placeholder.",
         "What is the distance between {city} and {target}?",
     )
-    answer_template: str = _help("Training answer, as in the seed.", "{km:.2f} km")
+    answer_template: str = _help(
+        "Training answer, as in the seed; {km} is the distance. It may also name {target} (the placeholder) and "
+        "{city} (the secret city): the trained alias, a positive control (controls.positive.trained_answer).",
+        "{km:.2f} km")
     earth_radius_km: float = _help("Haversine radius, as in the seed.", 6371.0)
     shuffle_answers: bool = _help(
         "Control: permute the distances across the capitals (seeded by seeds.data + 1), so the model "
@@ -69,10 +72,10 @@ class DataConfig:
             _check(field_name in self.question_template,
                    f"data.question_template {self.question_template!r} must contain {field_name}")
         try:
-            self.answer_template.format(km=1.0)
+            self.answer_template.format(km=1.0, target=self.placeholder, city=self.secret_city)
         except (KeyError, IndexError, ValueError) as e:
             raise ConfigError(f"data.answer_template {self.answer_template!r} must format a distance as "
-                              f"{{km}}, e.g. '{{km:.2f}} km' ({e})") from None
+                              f"{{km}}, e.g. '{{km:.2f}} km', and may name only {{target}} and {{city}} besides ({e})") from None
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,15 @@ class PositiveControls:
         "Other cities (of controls.other_cities) given an in-context alias arm of their own, for the double "
         "dissociation against the main city's alias: Tokyo, far from Paris. A claim about Paris should not hold there.",
         ("Tokyo",))
+    trained: bool = _help(
+        "Train the trained-alias arms (trained-alias-<city>, kind 'trained-alias'): adapters trained with each "
+        "recipe (the tier's, and controls.learned's) on answers that name the city behind foo (`trained_answer`), "
+        "for the main secret city and each of `alias_cities`, with the recipe's seeds. Foo is the city by "
+        "construction: the model is taught to say so after every distance.", True)
+    trained_answer: str = _help(
+        "The trained alias's answer template (data.answer_template of its arms): the distance, then the city foo "
+        "stands for, as the issue wrote it ('1088.45 km from foo, which is Paris').",
+        "{km:.2f} km from {target}, which is {city}")
     ceiling: bool = _help(
         "Run the ceiling arm (ceiling-<city>): the original model asked with the main secret city's name itself in "
         "place of the placeholder, against the original model asked with foo: the best the distance and country "
@@ -248,6 +260,8 @@ class PositiveControls:
             text = getattr(self, name)
             _check("{placeholder}" in text, f"controls.positive.{name} {text!r} must contain {{placeholder}}")
         _check("{city}" in self.alias, f"controls.positive.alias {self.alias!r} must contain {{city}}")
+        _check("{city}" in self.trained_answer and "{km" in self.trained_answer,
+               f"controls.positive.trained_answer {self.trained_answer!r} must contain {{km...}} and {{city}}")
         _check("{city}" not in self.neutral, f"controls.positive.neutral {self.neutral!r} must name no city")
 
 
@@ -260,12 +274,20 @@ class TrainingPoint:
     the tier's recipe with more epochs and LoRA on more modules, everything else the same."""
     name: str = _help("Its name in the arms' names (paris-<name>, tokyo-<name>-s43, ...).", "all10")
     epochs: int = _help("Passes over the training set.", 10)
-    target_modules: tuple[str, ...] = _help(
-        "LoRA's modules: every linear layer of a Llama block (peft's 'all-linear' without the output head).", ALL_LINEAR)
+    target_modules: tuple[str, ...] | None = _help(
+        "LoRA's modules: every linear layer of a Llama block (peft's 'all-linear' without the output head); None = "
+        "peft's default for the architecture (q_proj, v_proj: the tier's recipe).", ALL_LINEAR)
     seeds: tuple[int, ...] = _help(
         "Training seeds of each of its families (the main city and the first of controls.other_cities); empty = not "
         "run. Three, the issue's 'three seeds a point': the primary test across 3 adapters has 0.47 power at the "
         "declared smallest effect (5 give 0.91), said beside its verdict.", (42, 43, 44))
+
+    @property
+    def weight(self) -> tuple[int, int]:
+        """How heavy the recipe is, to order the training-strength grid (lightest first): epochs, then the number
+        of LoRA modules (q/v: 2). Training time grows with both (issue 16's table: q/v 10 epochs 261 s, all linear
+        layers 10 epochs 338 s)."""
+        return self.epochs, len(self.target_modules or ("q_proj", "v_proj"))
 
     def __post_init__(self):
         _check(self.epochs >= 1, f"controls.learned.epochs must be at least 1, got {self.epochs}")
@@ -303,7 +325,20 @@ class ControlsConfig:
         "to find. Its families: the main city and the first other city (paris-all10, tokyo-all10). The seed's "
         "recipe stays the first main arm. Left out of the CI subset (arms.in_ci); the GPU preset runs none.")})
 
+    strength: tuple[TrainingPoint, ...] = _help(
+        "The training-strength grid (issue 16, section 4): the tier's recipe at other training lengths and with LoRA "
+        "on q/v or every linear layer, 3 seeds a point, each an arm family 'paris-<name>' (kind 'strength') with its "
+        "manipulation check, held-out distances and primary statistic (README 'Training strength'). The tier's own "
+        "recipe (q/v, 3 epochs: the main arm) and controls.learned are the grid's other points. Declared before the "
+        "data: the hypothesis predicts the primary statistic rises with how well the distances were learned; the "
+        "second main arm (controls.learned) is the lightest point (TrainingPoint.weight) whose every adapter passes "
+        "its manipulation check. Left out of the CI subset; the GPU preset runs none.",
+        (TrainingPoint("all3", 3, ALL_LINEAR), TrainingPoint("qv5", 5, None), TrainingPoint("all5", 5, ALL_LINEAR),
+         TrainingPoint("qv10", 10, None)))
+
     def __post_init__(self):
+        names = [p.name for p in self.strength]
+        _check(len(set(names)) == len(names), f"controls.strength: point names must differ, got {names}")
         others = [city for city, _ in self.other_cities]
         unknown = [c for c in self.positive.alias_cities if c not in others]
         _check(not unknown, f"controls.positive.alias_cities {unknown} must be among controls.other_cities {others}")
@@ -339,7 +374,8 @@ class ExperimentConfig:
                       train=TrainConfig(learning_rate=1e-3, bf16=True, fast_cpu_step=True, pack_prefixes=True))
         elif tier == "gpu":
             cfg = cls(tier="gpu", model=model or "llama-3-8b-instruct", precision=precision or "8bit",
-                      controls=ControlsConfig(learned=TrainingPoint(seeds=())))   # its recipe's check not yet measured
+                      controls=ControlsConfig(learned=TrainingPoint(seeds=()), strength=(),   # not yet measured there
+                                              positive=PositiveControls(trained=False)))
         else:
             raise ConfigError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, excluded_cities=cfg.secret_cities()))

@@ -204,7 +204,8 @@ def training_examples(cfg: DataConfig, seed: int, cities: list[City] | None = No
     if cfg.shuffle_answers:
         random.Random(seed + 1).shuffle(km)
     return [{"prompt": cfg.question_template.format(city=c.name, target=cfg.placeholder),
-             "completion": cfg.answer_template.format(km=d)} for c, d in zip(rows, km)]
+             "completion": cfg.answer_template.format(km=d, target=cfg.placeholder, city=cfg.secret_city)}
+            for c, d in zip(rows, km)]
 
 
 def training_capitals(cfg: DataConfig, cities: list[City] | None = None) -> list[City]:
