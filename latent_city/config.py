@@ -445,7 +445,8 @@ def run_config(tier: str, model: str | None = None, precision: str | None = None
 
 
 def _build(cls, d: dict):
-    """A config dataclass from its dict; nested dataclasses (found from the field's default) too."""
+    """A config dataclass from its dict; nested dataclasses (found from the field's default) too, and a tuple of
+    them (a field whose default is a tuple of dataclasses)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in d.items():
@@ -453,7 +454,12 @@ def _build(cls, d: dict):
             raise ValueError(f"unknown config field {name!r}" + ("" if cls is ExperimentConfig else f" in {cls.__name__}"))
         f = fields[name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        kwargs[name] = _build(type(default), value) if dataclasses.is_dataclass(default) else _tuples(value)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value)
+        elif isinstance(default, tuple) and default and dataclasses.is_dataclass(default[0]):
+            kwargs[name] = tuple(_build(type(default[0]), v) for v in value)     # controls.strength: TrainingPoints
+        else:
+            kwargs[name] = _tuples(value)
     return cls(**kwargs)
 
 
