@@ -644,11 +644,22 @@ NOT_ABOUT_THE_CITY = ("layer0_unchanged", "distance_format")
 PRIMARY_ON_POSITIVE_CONTROL = "hidden_gain_specific"
 
 
+# The claims a point of the training-strength grid (arms.STRENGTH) runs: what it learned, read on the held-out
+# distances (their rank, the constant, the "<number> km" form). The grid's statistic for the representation is
+# the primary test on each point's family (Lab.primary), and whether it learned its task is the manipulation
+# check; the other per-adapter claims are the main arms' questions, asked there (issue 16, section 4).
+ON_THE_STRENGTH_GRID = ("distance_format", "distance_rank", "distance_beats_constant")
+
+
 def runs_on(kind: str) -> list[str]:
     """The claims against its baseline that an arm of `kind` (arms.Arm.kind) runs: every one on an
-    adapter; on the in-context controls every claim about the city; on the ceiling (foo replaced by the
-    city's own name, so at the probe's position the token IS the city and every probe claim would hold
-    by construction) the distance and country claims about the city only."""
+    adapter (the trained alias too: a positive control with an adapter, run as a main arm), but on a point of
+    the training-strength grid the held-out distance claims only (ON_THE_STRENGTH_GRID); on the in-context
+    controls every claim about the city; on the ceiling (foo replaced by the city's own name, so at the
+    probe's position the token IS the city and every probe claim would hold by construction) the distance
+    and country claims about the city only."""
+    if kind == "strength":
+        return [k for k in AGAINST_ORIGINAL if k in ON_THE_STRENGTH_GRID]
     if kind == "ceiling":
         return [k for k in AGAINST_ORIGINAL if "probe" not in REGISTRY[k].reads and k not in NOT_ABOUT_THE_CITY]
     if kind == "in-context":

@@ -13,32 +13,49 @@ the rule's own verdict stays beside it (`ClaimResult.measured_verdict`) with eve
    test needs every adapter of its family to have learned. Not to the distance claims: the held-out
    distances are themselves a read-out of what was learned, and not to the claims that do not depend
    on the secret city (tests/claims/expectations.py NOT_ABOUT_THE_CITY).
-2. The positive controls (arms where foo is Paris by construction: the in-context alias, the
-   ceiling): if a positive control that runs a representation or country claim does not support it,
-   the instrument is blind to that question on this model, and a trained arm's verdict on it is
-   inconclusive. Not the distance claims: a positive control asks the original model for distances
-   zero-shot, which tests the base model's knowledge, not the instrument (the ceiling's distance
-   claims are reported). A positive control that passes is necessary, not sufficient: in the
-   in-context alias the sentence names the city, so in the prompt with the city in the compared slot
-   that token is repeated (and foo is repeated in both the alias and the neutral prompts): repetition
-   features can raise the cosine of foo with the city without any aliasing (README, "Readouts"). Which positive
-   control answers for which claim is `positive_counterpart`: the same claim on the positive control
-   (against its own baseline), except the primary test, whose counterpart on an arm without adapters
-   is its per-pair statistic `hidden_gain_specific` (same readout), and the double dissociation, whose
-   counterpart is the alias arms' own dissociation (alias-paris against alias-tokyo). The ceiling runs
-   the distance and country claims only (on it the probe is true by construction).
+2. The positive controls (arms where foo is Paris by construction): if a positive control that runs a
+   representation or country claim does not support it, the instrument is blind to that question on this
+   model, and a trained arm's verdict on it is inconclusive. Which positive controls answer for a claim:
+   the ones with no adapter (the in-context alias, the ceiling: `positive_results`) for every arm, and
+   the trained alias of the claim's city (an adapter trained on answers that name the city, "1088.45 km
+   from foo, which is Paris": arms.TRAINED_ALIAS) of the arm's own recipe (Arm.recipe: the tier's, or
+   controls.learned's) where that recipe has one (`trained_alias_results`); a point of the
+   training-strength grid has none, so only the ones with no adapter answer for it. Not the distance
+   claims: a positive control asks the original model for distances zero-shot, which tests the base
+   model's knowledge, not the instrument (the ceiling's distance claims are reported). A positive
+   control that passes is necessary, not sufficient: in the in-context alias the sentence names the
+   city, so in the prompt with the city in the compared slot that token is repeated (and foo is repeated
+   in both the alias and the neutral prompts): repetition features can raise the cosine of foo with the
+   city without any aliasing (README, "Readouts"). Which claim answers on a positive control with no
+   adapter is `positive_counterpart`: the same claim (against its own baseline), except the primary
+   test, whose counterpart on an arm without adapters is its per-pair statistic `hidden_gain_specific`
+   (same readout), and the double dissociation, whose counterpart is the alias arms' own dissociation
+   (alias-paris against alias-tokyo). On the trained alias: the same claim on the trained alias of the
+   same recipe and seed (against the original model), the primary test on the trained-alias family of
+   that recipe (same readout), and for the double dissociation the trained aliases' own of that recipe
+   and seed (trained-alias-paris-s43 against trained-alias-tokyo-s43). The ceiling runs the distance and
+   country claims only (on it the probe is true by construction).
+
+The order (declared): the manipulation check first; the positive controls are consulted only when every
+adapter the claim compares learned its task. An arm that did not learn is inconclusive already, whatever a
+positive control would say; not consulting them also keeps a run from training trained aliases that could
+decide nothing (on the CPU tier the seed's recipe fails its manipulation check, so CI never trains them).
 
 A trained arm's verdict is never changed by these conditions in the direction of an effect: they only
 turn supported or contradicted into inconclusive, and they add their reason to an inconclusive one.
-They apply only where the hypothesis predicts the claim holds (a main or learning-rate arm, a pair
-with one, a claim about an arm's own city): a negative control's verdict about the main city is kept
-as the rule gave it, since there a supported verdict is evidence against the hypothesis.
+They apply only where the hypothesis predicts the claim holds (a main, learning-rate or training-strength
+arm, a pair with one, a claim about an arm's own city): a negative control's verdict about the main city
+is kept as the rule gave it, since there a supported verdict is evidence against the hypothesis. A
+trained alias's own verdicts are positive-control results: no positive control gates them (that would be
+circular); like a negative control's, they are kept as the rule gave them, the manipulation check noted
+in their details.
 """
 
 from __future__ import annotations
 
 import copy
 
+from .arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, STRENGTH, TRAINED_ALIAS, label
 from .claim_result import ClaimResult
 from . import claims
 from .claims import NOT_ABOUT_THE_CITY       # the claims that do not depend on the secret city
@@ -143,17 +160,14 @@ def apply(result: ClaimResult, reasons: list[str | None]) -> ClaimResult:
 
 def positive_controls_of(tier_arms: dict, city: str) -> list[str]:
     """The arms where foo is `city` by construction (an in-context alias naming it, the ceiling asked
-    with it): no adapter, and not the neutral baseline."""
-    from .arms import NEUTRAL
-
+    with it): no adapter, and not the neutral baseline (the trained alias: `trained_aliases`)."""
     return [n for n, a in tier_arms.items() if not a.trained and n != NEUTRAL and a.secret[0] == city]
 
 
 def positive_results(lab, key: str, city: str) -> dict[str, ClaimResult]:
     """{label: result} of the counterpart of claim `key` about `city` on each positive control of `city`
-    that runs it (against its baseline; the double dissociation: each pair of alias arms, `city`'s first)."""
-    from .arms import IN_CONTEXT, MAIN, label
-
+    that runs it (against its baseline; the double dissociation: each pair of alias arms, `city`'s first): the
+    positive controls with no adapter, the same for every arm (the trained alias: `trained_alias_results`)."""
     counterpart = positive_counterpart(key)
     own = city != lab.target(MAIN)[0].name        # a claim about a control's own city (alias-tokyo about Tokyo)
     memo = lab.__dict__.setdefault("_positive_memo", {})
@@ -176,18 +190,61 @@ def positive_results(lab, key: str, city: str) -> dict[str, ClaimResult]:
     return out
 
 
-EXPECTED_KINDS = ("main", "learning-rate")      # arms on which the hypothesis predicts a claim about the city holds
+def trained_aliases(tier_arms: dict, city: str, recipe: str, seed: int | None = None) -> list[str]:
+    """The trained aliases of `city` (arms.TRAINED_ALIAS: adapters taught that foo is `city`) trained with
+    `recipe` (Arm.recipe; "" the tier's) and, where given, `seed`, in the tier's order."""
+    return [n for n, a in tier_arms.items() if a.kind == TRAINED_ALIAS and a.secret[0] == city
+            and a.recipe == recipe and (seed is None or a.seed == seed)]
+
+
+def trained_alias_results(lab, key: str, city: str, adapters: list[str]) -> dict[str, ClaimResult]:
+    """{label: result} of the counterpart of claim `key` about `city` on the trained alias of `city` of the recipe
+    of `adapters` (the first one's; empty where that recipe has none: a training-strength point):
+    - the primary test (`adapters` a family): the primary test on the trained-alias family of that recipe, on
+      the same readout (Lab.primary);
+    - the double dissociation (a pair): the trained alias of `city` of the first adapter's recipe and seed
+      against each trained alias of another city of that recipe and seed;
+    - any other claim (one adapter): the same claim on the trained alias of its recipe and seed, against the
+      original model."""
+    first = lab.arms[adapters[0]]
+    k, readout = base_key(key), (key.split("@", 1)[1] if "@" in key else "raw")
+    seed = None if k == claims.PRIMARY else first.seed
+    memo = lab.__dict__.setdefault("_positive_memo", {})
+    at = (TRAINED_ALIAS, key, city, first.recipe, seed)
+    if at in memo:
+        return memo[at]
+    own = city != lab.target(MAIN)[0].name
+    names, out = trained_aliases(lab.arms, city, first.recipe, seed), {}
+    if names and k == claims.PRIMARY:
+        family = lab.arms[names[0]].family
+        out[family] = lab.primary(family, own=own, readout=readout)
+    elif names and k == "double_dissociation":
+        for partner in (n for n, a in lab.arms.items() if a.kind == TRAINED_ALIAS and a.secret[0] != city
+                        and (a.recipe, a.seed) == (first.recipe, first.seed)):
+            out[label(names[0], partner)] = lab.claim(key, names[0], against=partner, own=own)
+    elif names:
+        out[names[0]] = lab.claim(key, names[0], against=ORIGINAL, own=own)
+    memo[at] = out
+    return out
+
+
+EXPECTED_KINDS = ("main", "learning-rate", STRENGTH)   # arms on which the hypothesis predicts a claim about the city holds
 
 
 def judge(lab, result: ClaimResult, key: str, adapters: list[str], city: str) -> ClaimResult:
     """The declared conditions applied to `result`, a claim `key` about `city` on the trained `adapters` (the
     arms it compares that have one, or a family's for the primary test): a copy, inconclusive where the
     manipulation check of an adapter (representation and country claims) or a positive control of `city`
-    (the same) fails. Only where the hypothesis predicts the claim holds: a comparison involving a main or
-    learning-rate arm, or a claim about an arm's own city. On a negative control's claim about the main city
-    (tokyo, shuffled about Paris) a supported verdict is evidence against the hypothesis whatever the arm
-    learned, so it is kept; the manipulation check is noted in its details. A result on no adapter (a
-    positive control itself) is left as the rule gave it."""
+    (the same) fails. The manipulation check first: where an adapter did not learn its task the claim is
+    inconclusive already, and the positive controls are not consulted (nothing is measured or trained for
+    them). The positive controls: those with no adapter, and the trained alias of `city` of the adapters'
+    recipe (`trained_alias_results`). Only where the hypothesis predicts the claim holds: a comparison
+    involving a main, learning-rate or training-strength arm, or a claim about an arm's own city. On a
+    negative control's claim about the main city (tokyo, shuffled about Paris) a supported verdict is evidence
+    against the hypothesis whatever the arm learned, so it is kept; the manipulation check is noted in its
+    details. A trained alias's own result (every adapter compared a trained alias) is a positive-control
+    result: kept as the rule gave it, its manipulation check noted in its details (gating it by positive
+    controls would be circular). A result on no adapter (a positive control itself) is left as the rule gave it."""
     if not adapters:
         return result
     result = copy.copy(result)          # the lab's cached result stays the rule's own
@@ -201,12 +258,19 @@ def judge(lab, result: ClaimResult, key: str, adapters: list[str], city: str) ->
             if a not in memo:
                 memo[a] = lab.manipulation(a)
         learned = not_learned_any({a: memo[a] for a in adapters})
+    kinds = {lab.arms[a].kind for a in adapters}
+    if kinds == {TRAINED_ALIAS}:
+        if learned:
+            result.details["manipulation_check"] = learned + "; a positive control's own verdict is kept as the rule gave it"
+        return apply(result, [])
     own_city = city != lab.target(adapters[0])[0].name
-    if not own_city and not any(lab.arms[a].kind in EXPECTED_KINDS for a in adapters):
+    if not own_city and not kinds & set(EXPECTED_KINDS):
         if learned:
             result.details["manipulation_check"] = learned + "; a control's verdict is kept as the rule gave it"
         return apply(result, [])
-    reasons = [learned]
-    if kind_of(key) in ("representation", "country"):
-        reasons.append(positive_control_failed(positive_results(lab, key, city)))
-    return apply(result, reasons)
+    if learned:
+        return apply(result, [learned])      # inconclusive already: the positive controls are not consulted
+    if kind_of(key) not in ("representation", "country"):     # a distance claim: no positive control answers for it
+        return apply(result, [])
+    return apply(result, [positive_control_failed({**positive_results(lab, key, city),
+                                                   **trained_alias_results(lab, key, city, adapters)})])

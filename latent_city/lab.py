@@ -205,11 +205,16 @@ class Lab:
         return eval_config(self.cfg, None if arm == ORIGINAL else self.arms[arm])
 
     def measurements(self, arm: str) -> tuple[str, ...]:
-        """The measurements `arm` makes: those its claims read (the ceiling: no probe)."""
-        if arm == ORIGINAL or self.arms[arm].trained:
+        """The measurements `arm` makes: those its claims read (the ceiling: no probe), and on an adapter also
+        the probe (the primary test on its family) and its training task (the manipulation check): every one
+        but on a point of the training-strength grid, which runs the distance claims only (claims.runs_on)."""
+        if arm == ORIGINAL:
             return MEASUREMENTS
-        keys = claims.runs_on(self.arms[arm].kind)
-        return tuple(w for w in MEASUREMENTS if any(w in claims.REGISTRY[k].reads for k in keys))
+        a = self.arms[arm]
+        reads = {w for k in claims.runs_on(a.kind) for w in claims.REGISTRY[k].reads}
+        if a.trained:
+            reads |= {"probe", "task"}
+        return tuple(w for w in MEASUREMENTS if w in reads)
 
     def variant_key(self, arm: str) -> dict:
         """What identifies the model `arm` is measured on and how it is measured (the measurement
@@ -361,7 +366,7 @@ class Lab:
 
     def secondary(self, arm: str) -> dict[str, ClaimResult]:
         """Every claim `arm` runs (claims.runs_on) against its baseline about the main city, Holm-adjusted
-        as one family where the claims are expected (the main arm, the learning-rate grid). A control is
+        as one family where the claims are expected (the main arm, the learning-rate and strength grids). A control is
         tested at the raw alpha (declared): a correction would make it easier for a control to look clean.
         A positive control too, whatever the readout (declared): each of its claims answers one question,
         can the instrument see this known effect, and one rule for every readout keeps the readouts'
@@ -369,7 +374,7 @@ class Lab:
         if arm not in self._secondary:
             a = self.arms[arm]
             results = {k: self._claim(k, arm, self.baseline(arm)) for k in claims.runs_on(a.kind)}
-            if a.kind in ("main", "learning-rate"):
+            if a.kind in conditions.EXPECTED_KINDS:        # the main arm, the learning-rate and strength grids
                 claims.adjust_family(results.values(), self.cfg.eval.alpha)
             self._secondary[arm] = results
         return self._secondary[arm]

@@ -9,12 +9,17 @@ own tier does not have (the learning-rate grids differ).
 The positive controls (latent_city/arms.py: no adapter, foo is the city by construction) run the
 claims `claims.runs_on` gives their kind, each against its baseline (`Arm.baseline`: alias-neutral for
 an in-context alias); the primary test needs adapters, so they have no `family` test (its counterpart
-is claims.PRIMARY_ON_POSITIVE_CONTROL); the in-context aliases of two cities are a dissociation pair."""
+is claims.PRIMARY_ON_POSITIVE_CONTROL); the in-context aliases of two cities are a dissociation pair.
+
+The trained aliases (a positive control with an adapter) run every claim, as a main arm does, have a
+`family` test each, and the trained aliases of two cities of one recipe and seed are a dissociation pair
+(arms.dissociation_pairs). A point of the training-strength grid (kind 'strength') runs the claims
+`claims.runs_on` gives it (the held-out distances), its manipulation check, and its family's primary test."""
 
 import pytest
 
-from latent_city.arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, POSITIVE_KINDS, dissociation_pairs, of_tier
-from latent_city.claims import PRIMARY, base_key, readout_key, runs_on
+from latent_city.arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, dissociation_pairs, of_tier
+from latent_city.claims import AGAINST_ORIGINAL, PRIMARY, base_key, readout_key, runs_on
 from latent_city.manipulation import KEY as MANIPULATION
 from latent_city.config import run_config
 from latent_city.stats import SUPPORTED
@@ -38,9 +43,11 @@ DISSOCIATIONS += list(dict.fromkeys((f"alias-{tier[MAIN].secret[0].lower()}", na
 
 
 def _runs(arm: str, key: str | None) -> bool:
-    """Whether a claim test of `key` runs on `arm` (claims.runs_on for its kind, in whichever tier has it)."""
-    kinds = {tier[arm].kind for tier in ARMS.values() if arm in tier}
-    return key is None or any(k not in POSITIVE_KINDS or key in runs_on(k) for k in kinds)
+    """Whether a claim test of `key` runs on `arm`, in whichever tier has it: a claim against the baseline
+    (claims.AGAINST_ORIGINAL) where claims.runs_on gives it for the arm's kind; any other (the manipulation
+    check) on every arm with an adapter."""
+    arms = [tier[arm] for tier in ARMS.values() if arm in tier]
+    return key is None or any(key in runs_on(a.kind) if key in AGAINST_ORIGINAL else a.trained for a in arms)
 
 
 def pytest_generate_tests(metafunc):

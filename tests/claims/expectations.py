@@ -13,6 +13,15 @@ model) the distance and country claims; on the alias of Tokyo a claim about Pari
 the Paris and Tokyo aliases should dissociate in both directions. If a positive control does not
 pass, the instrument is blind to that question on this model (not that the claim is false).
 
+The trained alias (a positive control with an adapter, trained on answers that name the city, "1088.45 km
+from foo, which is Paris"): foo is the city by construction, taught, so on the trained alias of the main
+city every claim is expected supported, its primary test too; on the trained alias of another city a
+claim about the main city should not hold (the two that do not depend on the city excepted, as on every
+adapter); the trained aliases of two cities (same recipe and seed) should dissociate. The training-strength
+grid (kind 'strength', the main city at other training lengths and LoRA modules): like the main arm, the
+hypothesis predicts that every claim it runs (claims.runs_on: the held-out distance claims) and its
+primary test hold.
+
 Where a model, at a precision, was measured doing otherwise, the entry in
 measured_otherwise.json (next to this file) makes that test a strict xfail for that model,
 precision and arm only, so the day the claim starts behaving as declared the suite says so.
@@ -34,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from latent_city.arms import CEILING, ORIGINAL, POSITIVE_KINDS, arms, family_members, label, trained
+from latent_city.arms import CEILING, ORIGINAL, POSITIVE_KINDS, STRENGTH, TRAINED_ALIAS, arms, family_members, label, trained
 from latent_city.claims import NOT_ABOUT_THE_CITY, PRIMARY, base_key
 from latent_city.manipulation import KEY as MANIPULATION
 from latent_city.config import ExperimentConfig
@@ -75,11 +84,15 @@ def expected(key: str, a: str, b: str, cfg: ExperimentConfig) -> Expectation:
     elif kind in POSITIVE_KINDS:
         declared = _positive_control(a, b, cfg)
     elif b != ORIGINAL:
-        declared = Expectation(True, f"the main adapter separates from the {b} adapter")
+        declared = Expectation(True, f"the {a} adapter separates from the {b} adapter")
     elif key in NOT_ABOUT_THE_CITY:
         declared = Expectation(True, "does not depend on the secret city: every adapter shows it")
+    elif kind == TRAINED_ALIAS:
+        declared = _trained_alias(a, cfg)
     elif kind in ("main", "learning-rate"):
         declared = Expectation(True, "the main adapter (foo = Paris): every claim should hold")
+    elif kind == STRENGTH:
+        declared = Expectation(True, "a point of the training-strength grid (foo = Paris): every claim it runs should hold")
     else:
         declared = Expectation(False, f"a control ({kind}): a claim about Paris should not hold")
     entry = _measured().get((cfg.model, cfg.precision, key, label(a, b)))
@@ -102,6 +115,15 @@ def _positive_control(a: str, b: str, cfg: ExperimentConfig) -> Expectation:
     if arm.kind == CEILING:
         return Expectation(True, f"the ceiling: the model asked about {main} itself, against foo")
     return Expectation(True, f"a positive control: foo is {main} by construction")
+
+
+def _trained_alias(a: str, cfg: ExperimentConfig) -> Expectation:
+    """A trained alias (a positive control with an adapter): foo is its city by construction, taught."""
+    city, main = arms(cfg)[a].secret[0], cfg.data.secret_city
+    if city != main:
+        return Expectation(False, f"a trained alias of another city (foo is {city} by construction, taught): "
+                                  f"a claim about {main} should not hold")
+    return Expectation(True, f"a trained alias: foo is {main} by construction, taught (\"... km from foo, which is {main}\")")
 
 
 def mismatch(entry: dict, keys: list, eval_hash: str) -> str | None:
