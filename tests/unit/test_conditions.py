@@ -201,3 +201,143 @@ def test_the_records_tables_print_an_undefined_effect_as_a_dash():
     findings.sentences([primary, c])
     record.measured_exceptions({"model": "m", "provenance": {"precision": "fp32", "eval_hash": "e"}, "claims": [
         {**c, "declared": True, "expected": "supported"}]})
+
+
+# ---------------------------------------------------------------------------- the trained alias and the strength grid
+
+@pytest.fixture
+def primary_fake(lab, monkeypatch):
+    """The primary test faked as the claims are: supported unless lab.fail names ('foo_became_city', its family);
+    every call's family is kept in lab.primaries."""
+    import latent_city.claims as claims_module
+
+    lab.primaries = []
+    monkeypatch.setattr(lab, "measure", lambda what, arm: None)
+
+    def primary(x, adapters, readout="raw"):
+        family = lab.arms[adapters[0]].family
+        lab.primaries.append(family)
+        r = result("foo_became_city", INCONCLUSIVE if ("foo_became_city", family) in lab.fail else SUPPORTED)
+        r.about = x.city.name
+        return r
+
+    monkeypatch.setattr(claims_module, "foo_became_city", primary)
+    return lab
+
+
+def computed(lab, monkeypatch) -> list[tuple[str, str]]:
+    """(key, arm) of every claim the lab's rules compute from here on."""
+    calls, fake = [], lab._claim
+
+    def spy(key, arm, against="original", own=False):
+        calls.append((key, arm))
+        return fake(key, arm, against, own)
+
+    monkeypatch.setattr(lab, "_claim", spy)
+    return calls
+
+
+def test_the_trained_alias_of_the_arms_own_recipe_and_seed_gates_its_claim(lab):
+    lab.fail = {("country_named", "trained-alias-paris-s43")}
+    r = lab.claim("country_named", "paris-s43")
+    assert r.verdict == INCONCLUSIVE and r.measured_verdict == SUPPORTED
+    assert r.conditions == ["the positive control failed (trained-alias-paris-s43: country_named inconclusive, "
+                            "mean specificity 0.01 [0.002, 0.02], p=1e-09)"]
+    assert lab.claim("country_named", "paris").verdict == SUPPORTED                 # seed 42: its own trained alias
+    assert lab.claim("country_named", "paris-all10-s43").verdict == SUPPORTED       # another recipe: another one
+    assert lab.claim("country_named", "paris-lr1e-04").verdict == SUPPORTED         # the tier's recipe, seed 42
+    lab.fail = {("country_named", "trained-alias-paris-all10-s43")}
+    lab.reset()
+    assert "trained-alias-paris-all10-s43" in lab.claim("country_named", "paris-all10-s43").conditions[0]
+    assert lab.claim("country_named", "paris-s43").verdict == SUPPORTED
+    lab.fail = {("country_named", "trained-alias-paris")}
+    lab.reset()
+    assert "trained-alias-paris:" in lab.claim("country_named", "paris-lr1e-04").conditions[0]
+
+
+def test_the_trained_aliases_own_city_answers_for_a_claim_about_that_city(lab):
+    lab.fail = {("hidden_gain_specific", "trained-alias-tokyo")}
+    assert lab.claim("hidden_gain_specific", "paris").verdict == SUPPORTED          # a claim about Paris
+    r = lab.claim("hidden_gain_specific", "tokyo", own=True)
+    assert r.verdict == INCONCLUSIVE and "trained-alias-tokyo:" in r.conditions[0]
+
+
+def test_the_primary_test_is_gated_by_the_trained_alias_family_of_its_recipe(lab, primary_fake):
+    lab.fail = {("foo_became_city", "trained-alias-paris-all10")}
+    assert lab.primary("paris").verdict == SUPPORTED
+    r = lab.primary("paris-all10")
+    assert r.verdict == INCONCLUSIVE
+    assert r.conditions[0].startswith("the positive control failed (trained-alias-paris-all10: foo_became_city inconclusive")
+    lab.reset()
+    lab.primaries.clear()
+    lab.primary("paris-all10", readout="centred")
+    assert lab.primaries == ["paris-all10", "trained-alias-paris-all10"]          # the same readout, once each
+    lab.fail = {("foo_became_city", "trained-alias-tokyo")}
+    lab.reset()
+    assert lab.primary("paris").verdict == SUPPORTED
+    assert "trained-alias-tokyo:" in lab.primary("tokyo", own=True).conditions[0]
+
+
+def test_the_dissociation_is_gated_by_the_trained_aliases_of_its_recipe_and_seed(lab):
+    lab.fail = {("double_dissociation", "trained-alias-paris-s44")}
+    r = lab.claim("double_dissociation", "paris-s44", against="tokyo-s44")
+    assert r.verdict == INCONCLUSIVE and "trained-alias-paris-s44-vs-trained-alias-tokyo-s44" in r.conditions[0]
+    assert lab.claim("double_dissociation", "paris-s44", against="shuffled-s44").verdict == INCONCLUSIVE
+    assert lab.claim("double_dissociation", "paris-s43", against="tokyo-s43").verdict == SUPPORTED
+
+
+def test_the_positive_controls_are_not_consulted_when_the_manipulation_check_fails(lab, primary_fake, monkeypatch):
+    """The manipulation check first: an arm that did not learn is inconclusive already, and no positive control
+    is computed for it (in a run: no trained alias is trained or measured)."""
+    lab.unlearned = {"paris-all10", "paris-all10-s43", "paris-all10-s44", "paris-qv5-s43"}
+    lab.fail = {("country_named", "alias-paris"), ("country_named", "trained-alias-paris-all10")}
+    calls = computed(lab, monkeypatch)
+    r = lab.claim("country_named", "paris-all10")
+    assert r.verdict == INCONCLUSIVE and len(r.conditions) == 1
+    assert r.conditions[0].startswith("the finetune did not learn its task")
+    assert {arm for _, arm in calls} == {"paris-all10"}               # its own claims only
+    assert lab.primary("paris-all10").verdict == INCONCLUSIVE and lab.primary("paris-qv5").verdict == INCONCLUSIVE
+    assert {arm for _, arm in calls} == {"paris-all10"} and lab.primaries == ["paris-all10", "paris-qv5"]
+    dissociation = lab.claim("double_dissociation", "paris-all10", against="tokyo-all10")
+    assert dissociation.verdict == INCONCLUSIVE and not any(a.startswith(("alias", "trained-alias")) for _, a in calls)
+
+
+def test_a_trained_aliases_own_verdicts_are_kept_as_the_rule_gave_them(lab, primary_fake):
+    """A trained alias is a positive control: its verdicts are what gates the others, so no positive control gates
+    them (circular), and, like a negative control's, a failed manipulation check is noted, not applied."""
+    lab.fail = {("country_named", "alias-paris"), ("double_dissociation", "alias-paris"),
+                ("hidden_gain_specific", "alias-paris")}
+    lab.unlearned = {"trained-alias-paris", "trained-alias-paris-all10-s44", "trained-alias-tokyo"}
+    for arm in ("trained-alias-paris", "trained-alias-tokyo", "trained-alias-paris-s43"):
+        r = lab.claim("country_named", arm)
+        assert r.verdict == SUPPORTED and r.conditions == [], arm
+    assert lab.claim("country_named", "trained-alias-paris").details["manipulation_check"].startswith(
+        "the finetune did not learn its task (manipulation check, 48 training capitals: trained-alias-paris")
+    assert "manipulation_check" not in lab.claim("country_named", "trained-alias-paris-s43").details
+    pair = lab.claim("double_dissociation", "trained-alias-paris", against="trained-alias-tokyo")
+    assert pair.verdict == SUPPORTED and pair.conditions == [] and "manipulation_check" in pair.details
+    primary = lab.primary("trained-alias-paris-all10")
+    assert primary.verdict == SUPPORTED and primary.conditions == []
+    assert "1 of 3 adapters failed" in primary.details["manipulation_check"]
+    assert lab.claim("hidden_gain_specific", "trained-alias-tokyo", own=True).verdict == SUPPORTED   # its own city too
+
+
+def test_a_strength_point_is_gated_by_its_manipulation_check_and_the_positive_controls_with_no_adapter(lab, primary_fake):
+    """A point of the training-strength grid is an expected arm: its primary test is inconclusive when an adapter did
+    not learn; it has no trained alias (no recipe of its own has one), so the ones with no adapter answer for it.
+    Its held-out distance claims are a read-out of what it learned: not gated."""
+    lab.unlearned = {"paris-qv5-s44"}
+    r = lab.primary("paris-qv5")
+    assert r.verdict == INCONCLUSIVE and "1 of 3 adapters failed the manipulation check" in r.conditions[0]
+    assert "paris-qv5-s44:" in r.conditions[0]
+    assert lab.claim("distance_rank", "paris-qv5-s44").verdict == SUPPORTED
+    lab.unlearned = set()
+    lab.fail = {("foo_became_city", "trained-alias-paris"), ("foo_became_city", "trained-alias-paris-all10")}
+    lab.reset()
+    lab.primaries.clear()
+    assert lab.primary("paris-all3").verdict == SUPPORTED and lab.primaries == ["paris-all3"]
+    lab.fail = {("hidden_gain_specific", "alias-paris")}
+    lab.reset()
+    assert "alias-paris-vs-alias-neutral" in lab.primary("paris-all3").conditions[0]
+    with pytest.raises(ValueError, match="not run on paris-all3"):
+        lab.claim("country_named", "paris-all3")
