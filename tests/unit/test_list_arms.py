@@ -67,14 +67,15 @@ def test_quick_lists_only_the_main_arm_on_a_stdout_with_nothing_else(empty_cache
 
 
 def test_a_selection_of_one_control_lists_the_main_arm_and_that_control(empty_cache):
-    out = list_arms(empty_cache, "-q", "tests/claims/test_claims.py", "-k", "layer0_is_unchanged and tokyo and not s4 and not all10")
+    out = list_arms(empty_cache, "-q", "tests/claims/test_claims.py", "-k", "layer0_is_unchanged and tokyo and not s4 and not all10 and not trained")
     assert out.split() == [MAIN, "tokyo"], out
 
 
 def test_the_positive_controls_list_only_the_main_arm(empty_cache):
     """The positive controls have no adapter (the main one is loaded to hold the base model): a
-    selection of their tests, the alias dissociation pair included, lists the main arm alone."""
-    out = list_arms(empty_cache, "-q", "tests/claims/test_claims.py", "-k", "alias or ceiling")
+    selection of their tests, the alias dissociation pair included, lists the main arm alone (the trained
+    aliases, positive controls with an adapter, are left out of the selection by name)."""
+    out = list_arms(empty_cache, "-q", "tests/claims/test_claims.py", "-k", "(alias or ceiling) and not trained")
     assert out.split() == [MAIN], out
 
 
