@@ -144,7 +144,7 @@ def versions() -> dict:
 
 def finalize(rec: Record) -> None:
     """Plots, samples and findings from whatever the run's lab measured (nothing new is computed)."""
-    from . import finetune, findings, plots
+    from . import finetune, findings, plots, threshold
     from .arms import MAIN, ORIGINAL
     from .data import haversine_km
 
@@ -181,6 +181,7 @@ def finalize(rec: Record) -> None:
     control_km = {a.family: haversine_km(city.lat, city.lon, *_latlon(lab, a.cfg.data.secret_city))
                   for a in lab.arms.values() if a.kind == "other-city"}
     rec.findings = findings.sentences(rec.claims, MAIN, city.name, country, control_km)
+    rec.findings += [s for s in [threshold.finding(rec)] if s]
     rec.provenance["adapters"] = {n: {"key": a.key, "trained_this_run": a.trained_now,
                                       "train_seconds": round(a.train_seconds, 1)} for n, a in lab.adapters.items()}
 
@@ -240,7 +241,7 @@ def _table(header: list[str], rows: list[list[str]], ident: str) -> str:
 
 
 def summary_html(rec: Record) -> str:
-    from . import findings
+    from . import findings, threshold
 
     plots = "".join(f"<figure style='display:inline-block;margin:4px'><img class='plot' alt='{html.escape(t)}' "
                     f"src='data:image/png;base64,{b}'><figcaption>{html.escape(t)}</figcaption></figure>"
@@ -267,6 +268,9 @@ def summary_html(rec: Record) -> str:
             f"on the trained arms)</h3>{positive}"
             f"<h3>Verdicts by arm (one mark per training seed: + supported, - contradicted, ? inconclusive)</h3>{matrix}"
             f"<h3>Main adapter at each learning rate (reported; the suite asserts on the tier's own)</h3>{lr}"
+            f"<h3>Detection threshold: foo's residual stream moved towards the secret city's by a fraction a at one "
+            f"layer; the smallest a each primary test sees, and the main arms on that scale (reported)</h3>"
+            f"{threshold.record_section(rec)}"
             f"<h3>Plots</h3>{plots}<h3>Every claim</h3>{claims_table(rec.claims)}"
             f"<h3>Sample generations (greedy)</h3><table id='samples' border='1' style='border-collapse:collapse;font-size:12px'>"
             f"<tr><th>model</th><th>question</th><th>answer</th></tr>{samples}</table>"
