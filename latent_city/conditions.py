@@ -146,7 +146,9 @@ def positive_controls_of(tier_arms: dict, city: str) -> list[str]:
     with it): no adapter, and not the neutral baseline."""
     from .arms import NEUTRAL
 
-    return [n for n, a in tier_arms.items() if not a.trained and n != NEUTRAL and a.secret[0] == city]
+    from .arms import STEERED     # the detection threshold's arms: a known dose, reported, gating no verdict
+
+    return [n for n, a in tier_arms.items() if not a.trained and n != NEUTRAL and a.kind != STEERED and a.secret[0] == city]
 
 
 def positive_results(lab, key: str, city: str) -> dict[str, ClaimResult]:

@@ -265,6 +265,33 @@ class PositiveControls:
         _check("{city}" not in self.neutral, f"controls.positive.neutral {self.neutral!r} must name no city")
 
 
+@dataclass(frozen=True)
+class DetectionThreshold:
+    """The detection threshold on the real model (issue 16, section 5; latent_city/steer.py, threshold.py): the
+    original model with the residual stream at foo moved towards the secret city's by a known fraction, so each
+    primary test can be asked at which fraction it first sees foo become the city."""
+    layer: int = _help(
+        "The one layer patched, as an index of transformers' hidden_states (0 = embeddings; k = the output of decoder "
+        "block k - 1): 15, the output of block 14 of SmolLM2-135M's 30, the middle of the residual stream. Declared "
+        "before any data: mid-depth is where a subject token's state carries its attributes in factual recall (Meng et "
+        "al. 2022, Geva et al. 2023), so a city moved there can still reach the answers; and it leaves half of the "
+        "probe's compared layers (1..14) untouched by construction, so the probe claims are not true by construction "
+        "through the patch alone (latent_city/steer.py says which are).", 15)
+    fractions: tuple[float, ...] = _help(
+        "The fractions a of h_foo <- h_foo + a (h_city - h_foo), one arm each ('steered-<a>', kind 'steered', no "
+        "adapter); a = 0 is the original model itself (every claim's effect 0), so it has no arm. Issue 16's grid, "
+        "declared before any data. Left out of the CI subset (arms.FULL_ONLY_KINDS); empty = not run.",
+        (0.05, 0.1, 0.2, 0.4))
+
+    def __post_init__(self):
+        _check(self.layer >= 1, f"controls.threshold.layer must be a hidden-state index >= 1 (0 is the embeddings, which "
+                                f"no patch at a layer's output reaches), got {self.layer}")
+        _check(all(0 < a <= 1 for a in self.fractions), f"controls.threshold.fractions must be in (0, 1] (a = 0 is the "
+                                                        f"original model, no arm), got {self.fractions}")
+        _check(list(self.fractions) == sorted(set(self.fractions)),
+               f"controls.threshold.fractions must increase strictly, got {self.fractions}")
+
+
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -335,6 +362,10 @@ class ControlsConfig:
         "its manipulation check. Left out of the CI subset; the GPU preset runs none.",
         (TrainingPoint("all3", 3, ALL_LINEAR), TrainingPoint("qv5", 5, None), TrainingPoint("all5", 5, ALL_LINEAR),
          TrainingPoint("qv10", 10, None)))
+    threshold: DetectionThreshold = field(default_factory=DetectionThreshold, metadata={"help": (
+        "The detection threshold (DetectionThreshold, issue 16 section 5): arms with no adapter whose residual stream "
+        "at foo is moved towards the secret city's at one declared layer by each declared fraction; the GPU preset "
+        "runs none (its layer is declared for SmolLM2-135M's 30 blocks).")})
 
     def __post_init__(self):
         names = [p.name for p in self.strength]
@@ -375,7 +406,8 @@ class ExperimentConfig:
         elif tier == "gpu":
             cfg = cls(tier="gpu", model=model or "llama-3-8b-instruct", precision=precision or "8bit",
                       controls=ControlsConfig(learned=TrainingPoint(seeds=()), strength=(),   # not yet measured there
-                                              positive=PositiveControls(trained=False)))
+                                              positive=PositiveControls(trained=False),
+                                              threshold=DetectionThreshold(fractions=())))
         else:
             raise ConfigError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, excluded_cities=cfg.secret_cities()))

@@ -145,7 +145,7 @@ def versions() -> dict:
 
 def finalize(rec: Record) -> None:
     """Plots, samples and findings from whatever the run's lab measured (nothing new is computed)."""
-    from . import finetune, findings, plots
+    from . import finetune, findings, plots, threshold
     from .arms import MAIN, ORIGINAL
     from .data import haversine_km
 
@@ -183,6 +183,7 @@ def finalize(rec: Record) -> None:
                   for a in lab.arms.values() if a.kind == "other-city"}
     rec.findings = findings.sentences(rec.claims, MAIN, city.name, country, control_km)
     _strength(rec, city.name)
+    rec.findings += [s for s in [threshold.finding(rec)] if s]
     rec.provenance["adapters"] = {n: {"key": a.key, "trained_this_run": a.trained_now,
                                       "train_seconds": round(a.train_seconds, 1)} for n, a in lab.adapters.items()}
 
@@ -270,7 +271,7 @@ def strength_html(rec: Record) -> str:
 
 
 def summary_html(rec: Record) -> str:
-    from . import findings, strength
+    from . import findings, strength, threshold
 
     plots = "".join(_figure(t, b) for t, b in rec.plots.items() if t != strength.PLOT)   # that one: its own section
     samples = "".join(f"<tr><td>{html.escape(s['model'])}</td><td>{html.escape(s['question'])}</td>"
@@ -297,6 +298,9 @@ def summary_html(rec: Record) -> str:
             f"<h3>Training strength: each recipe's manipulation check, held-out fit and primary test "
             f"({html.escape(strength.PREDICTION)})</h3>{strength_html(rec)}"
             f"<h3>Main adapter at each learning rate (reported; the suite asserts on the tier's own)</h3>{lr}"
+            f"<h3>Detection threshold: foo's residual stream moved towards the secret city's by a fraction a at one "
+            f"layer; the smallest a each primary test sees, and the main arms on that scale (reported)</h3>"
+            f"{threshold.record_section(rec)}"
             f"<h3>Plots</h3>{plots}<h3>Every claim</h3>{claims_table(rec.claims)}"
             f"<h3>Sample generations (greedy)</h3><table id='samples' border='1' style='border-collapse:collapse;font-size:12px'>"
             f"<tr><th>model</th><th>question</th><th>answer</th></tr>{samples}</table>"

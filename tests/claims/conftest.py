@@ -13,7 +13,7 @@ is claims.PRIMARY_ON_POSITIVE_CONTROL); the in-context aliases of two cities are
 
 import pytest
 
-from latent_city.arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, POSITIVE_KINDS, dissociation_pairs, of_tier
+from latent_city.arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, POSITIVE_KINDS, STEERED, dissociation_pairs, of_tier
 from latent_city.claims import PRIMARY, base_key, readout_key, runs_on
 from latent_city.manipulation import KEY as MANIPULATION
 from latent_city.config import run_config
@@ -25,7 +25,9 @@ STALE = pytest.StashKey[str]()               # an item's measured exception that
 STALE_NOTES = pytest.StashKey[list]()        # (test id, why) of every selected item with one
 ARMS = {tier: of_tier(tier) for tier in ("cpu", "gpu")}
 TESTED_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items()
-                                 if a.kind != "learning-rate" and name != NEUTRAL))     # alias-neutral: a baseline
+                                 if a.kind not in ("learning-rate", STEERED) and name != NEUTRAL))     # alias-neutral: a baseline
+# the detection threshold's arms: their claims are reported (test_threshold.py), not asserted as declared verdicts
+STEERED_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind == STEERED))
 LR_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind == "learning-rate"))
 # the primary test's unit is the adapter: one test per arm family (the main one and each control)
 FAMILIES = list(dict.fromkeys(a.family for tier in ARMS.values() for a in tier.values()
