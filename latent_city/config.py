@@ -485,8 +485,16 @@ def _build(cls, d: dict):
             raise ValueError(f"unknown config field {name!r}" + ("" if cls is ExperimentConfig else f" in {cls.__name__}"))
         f = fields[name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        kwargs[name] = _build(type(default), value) if dataclasses.is_dataclass(default) else _tuples(value)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value)
+        elif name in TUPLES_OF:         # a tuple of config dataclasses (controls.strength)
+            kwargs[name] = tuple(_build(TUPLES_OF[name], v) for v in value)
+        else:
+            kwargs[name] = _tuples(value)
     return cls(**kwargs)
+
+
+TUPLES_OF = {"strength": TrainingPoint}     # fields that hold a tuple of config dataclasses, by name
 
 
 def _tuples(x):
