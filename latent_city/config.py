@@ -432,13 +432,14 @@ def gpu_tier_on_cpu_steps() -> int | None:
 # nothing else. That run checks the GPU tier's code paths, not its results (its adapters are trained a step or two and
 # its claim verdicts are left out), so each count is cut to the least that still runs every path the full evaluation
 # runs: the declared minimum where _check_eval has one (6 probe pairs, 6 task capitals, 100 bootstrap resamples), and
-# otherwise the least that keeps each statistic defined rather than its undefined branch: 6 held-out cities and 2 + 2
-# comparison cities (stats.spearman needs 4 finite pairs; the comparison cities besides the arms' secret ones are the
-# 4 of gain_falls_with_distance), 1 sampled answer a question (generate repeats each question k times: the same path).
+# otherwise the least that keeps each statistic defined rather than its undefined branch: stats.spearman needs 4 finite
+# pairs, so 2 + 2 comparison cities (the 4 of gain_falls_with_distance, besides the arms' secret cities) and 24 held-out
+# cities (distance_rank correlates the parsed answers only: paris-lr3e-04 after one step answered 3 of 12 with a
+# number, 10 of 24); 1 sampled answer a question (generate repeats each question k times: the same path).
 # The same measurements are made and the same claims computed, each on fewer units; every other field is the
 # default's. Not in the adapter key (training_dict), so the run trains the adapters it always did; in the measurement
 # cache's key (eval_hash), so no measurement made with another evaluation is read for it.
-GPU_TIER_ON_CPU_EVAL = EvalConfig(n_probe_pairs=6, n_heldout_cities=6, n_task_capitals=6, n_country_samples=1,
+GPU_TIER_ON_CPU_EVAL = EvalConfig(n_probe_pairs=6, n_heldout_cities=24, n_task_capitals=6, n_country_samples=1,
                                   n_comparison_capitals=2, n_comparison_others=2, n_bootstrap=100)
 
 
