@@ -460,12 +460,28 @@ def gpu_tier_on_cpu_steps() -> int | None:
     return int(value)
 
 
+# The evaluation of the CPU run of the GPU tier (LATENT_CITY_GPU_TIER_ON_CPU=<steps>, `make gpu-tier-on-cpu`) and of
+# nothing else. That run checks the GPU tier's code paths, not its results (its adapters are trained a step or two and
+# its claim verdicts are left out), so each count is cut to the least that still runs every path the full evaluation
+# runs: the declared minimum where _check_eval has one (6 probe pairs, 6 task capitals, 100 bootstrap resamples), and
+# otherwise the least that keeps each statistic defined rather than its undefined branch: stats.spearman needs 4 finite
+# pairs, so 2 + 2 comparison cities (the 4 of gain_falls_with_distance, besides the arms' secret cities) and 24 held-out
+# cities (distance_rank correlates the parsed answers only: paris-lr3e-04 after one step answered 3 of 12 with a
+# number, 10 of 24); 1 sampled answer a question (generate repeats each question k times: the same path).
+# The same measurements are made and the same claims computed, each on fewer units; every other field is the
+# default's. Not in the adapter key (training_dict), so the run trains the adapters it always did; in the measurement
+# cache's key (eval_hash), so no measurement made with another evaluation is read for it.
+GPU_TIER_ON_CPU_EVAL = EvalConfig(n_probe_pairs=6, n_heldout_cities=24, n_task_capitals=6, n_country_samples=1,
+                                  n_comparison_capitals=2, n_comparison_others=2, n_bootstrap=100)
+
+
 def run_config(tier: str, model: str | None = None, precision: str | None = None,
                recipe: str | None = None) -> ExperimentConfig:
     """The config a run uses: the tier's preset with the model and precision of the command line or the
     environment (`overrides_from_env`), the recipe (`--recipe`, LATENT_CITY_RECIPE: 'project' or 'seed',
     which sets train.loss), and for the GPU tier on a machine without CUDA, where the run opted in with
-    LATENT_CITY_GPU_TIER_ON_CPU=<steps>: SmolLM2-135M (unless a model is given) trained that many steps."""
+    LATENT_CITY_GPU_TIER_ON_CPU=<steps>: SmolLM2-135M (unless a model is given) trained that many steps and
+    measured with the small evaluation GPU_TIER_ON_CPU_EVAL (its code paths, not its results)."""
     recipe = recipe or os.environ.get("LATENT_CITY_RECIPE") or "project"
     _check(recipe in RECIPES, f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
     overrides = overrides_from_env(model, precision)
@@ -473,7 +489,8 @@ def run_config(tier: str, model: str | None = None, precision: str | None = None
     if steps:
         overrides["model"] = overrides["model"] or "smollm2-135m"
     cfg = ExperimentConfig.for_tier(tier, **overrides)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=RECIPES[recipe], max_steps=steps))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=RECIPES[recipe], max_steps=steps))
+    return dataclasses.replace(cfg, eval=GPU_TIER_ON_CPU_EVAL) if steps else cfg
 
 
 def _build(cls, d: dict):
