@@ -13,14 +13,17 @@ experiment: .venv/.installed
 # tests of the arms marked `full` are left out (arms.in_ci: the learning-rate grid, two adapters reported
 # and not asserted, and the Berlin control family, five adapters); `make experiment` runs every arm, and
 # `make gpu-tier-on-cpu` runs them all for its code paths.
+# The browser check is collected from its own file (the one test marked `browser`): collecting the whole tree to
+# deselect every other test cost about 12 s of CPU.
 test: .venv/.installed
 	$(PY) -m pytest -m "not gpu and not browser and not full" --disable-socket --allow-unix-socket
-	$(PY) -m pytest -m browser --no-record
+	$(PY) -m pytest -m browser --no-record tests/report/test_report_browser.py
 
 # The GPU tier's own test selection on this CPU (README, "The GPU tier's tests on a CPU"): the GPU
 # preset's recipe, 8-bit path, 14 arms and parametrization with SmolLM2-135M, each arm trained
-# GPU_ON_CPU_STEPS steps; its code paths, not its results (claim verdicts left out, the learning-rate
-# grid's claims measured and recorded).
+# GPU_ON_CPU_STEPS steps and measured with a small evaluation (config.GPU_TIER_ON_CPU_EVAL: 6 probe pairs,
+# 24 held-out cities, 6 task capitals, ...); its code paths, not its results (claim verdicts left out, the
+# learning-rate grid's claims measured and recorded).
 GPU_ON_CPU_STEPS ?= 1
 gpu-tier-on-cpu: .venv/.installed
 	LATENT_CITY_GPU_TIER_ON_CPU=$(GPU_ON_CPU_STEPS) $(PY) -m pytest -m "gpu and not claim" \

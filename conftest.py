@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downl
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from latent_city import claims, finetune, manipulation, record  # noqa: E402
-from latent_city.arms import MAIN, ORIGINAL, family_members, in_ci, named_in, of_tier, trained  # noqa: E402
+from latent_city.arms import MAIN, ORIGINAL, STEERED, family_members, in_ci, named_in, of_tier, trained  # noqa: E402
 from latent_city.claim_result import ClaimResult  # noqa: E402
 from latent_city.cli import one_line, preflight, user_errors  # noqa: E402
 from latent_city.config import (ExperimentConfig, field_help, gpu_tier_on_cpu_steps,  # noqa: E402
@@ -172,14 +172,14 @@ def _measurements_needed(items, tier: str, tier_arms: dict) -> tuple[list[str], 
         elif key == manipulation.KEY:
             names.update(dict.fromkeys(named_in(params)))
             what.add("task")
-        elif key or "lr_arm" in params:
+        elif key or "lr_arm" in params or "steered" in params:
             names.update(dict.fromkeys(n for n in named_in(params) if n != ORIGINAL))
             pair = "pair" in params
             what.update(claims.lookup(key).reads if pair and key else
                         {w for k in claims.AGAINST_ORIGINAL for w in claims.REGISTRY[k].reads})
     if any(n in tier_arms and tier_arms[n].trained for n in names):
         what |= {"task"} | {w for k in claims.AGAINST_ORIGINAL for w in claims.REGISTRY[k].reads}
-        names.update(dict.fromkeys(n for n, a in tier_arms.items() if not a.trained))
+        names.update(dict.fromkeys(n for n, a in tier_arms.items() if not a.trained and a.kind != STEERED))   # positive controls
     return list(names), tuple(w for w in MEASUREMENTS if w in what)
 
 

@@ -14,6 +14,10 @@ every arm's training set leaves out the secret cities of all arms (data.excluded
 - `paris-all10`, `tokyo-all10`, `shuffled-all10`, `trained-alias-paris-all10`, ...  the second main arm and its
                      controls: a recipe that learns its task (controls.learned)
 - `paris-all3`, `paris-qv5`, ...  the training-strength grid (controls.strength, kind 'strength')
+- `steered-0.05`, ..., `steered-0.4`  the detection threshold (controls.threshold, kind 'steered'): no adapter, the
+                     original model with the residual stream at foo moved towards Paris's by that fraction at one
+                     declared layer (latent_city/steer.py); against the original model (a = 0). Not positive controls:
+                     they gate no verdict of another arm (latent_city/threshold.py reads them)
 
 The positive controls (controls.positive, issue 16) have no adapter: the original model (every
 adapter disabled) asked differently, so that foo is the city by construction. `Arm.trained` is
@@ -40,14 +44,15 @@ NEUTRAL = "alias-neutral"   # the in-context positive controls' baseline
 IN_CONTEXT, CEILING = "in-context", "ceiling"
 TRAINED_ALIAS = "trained-alias"             # a positive control with an adapter (controls.positive.trained)
 STRENGTH = "strength"                       # a point of the training-strength grid (controls.strength)
-POSITIVE_KINDS = (IN_CONTEXT, CEILING)      # the arms with no adapter
+POSITIVE_KINDS = (IN_CONTEXT, CEILING)      # the positive controls (no adapter)
+STEERED = "steered"                         # no adapter either: the detection threshold (controls.threshold)
 
 
 @dataclass(frozen=True)
 class Arm:
     name: str
     kind: str                 # "main", "other-city", "shuffled", "learning-rate", "strength", "trained-alias";
-                              # no adapter: "in-context" or "ceiling"
+                              # no adapter: "in-context", "ceiling" or "steered"
     family: str               # the arm without its seed ('tokyo-s43' -> 'tokyo'); a learning-rate or positive arm is its own
     cfg: ExperimentConfig     # an adapter's training config; a positive control's secret city is the one foo names
     seed: int
@@ -56,6 +61,7 @@ class Arm:
     asked_as: str = ""        # the word asked in place of the placeholder ("": the placeholder)
     baseline: str = ORIGINAL  # what its claims compare it with (Lab.baseline)
     recipe: str = ""          # "": the tier's recipe; else controls.learned.name (a second main arm and its controls)
+    steer: float = 0.0        # a steered arm's fraction a (controls.threshold): foo moved towards its secret city
 
     @property
     def secret(self) -> tuple[str, str]:
@@ -66,13 +72,14 @@ class Arm:
 # cold CI run within 40 minutes on 2 cores; `make experiment` (python -m latent_city) runs every arm. Berlin is
 # the second other-city control (5 adapters, about 8 minutes of CI): Tokyo and the shuffled distances stay.
 CI_LEAVES_OUT = ("berlin",)
-FULL_ONLY_KINDS = ("learning-rate", STRENGTH, TRAINED_ALIAS)
+FULL_ONLY_KINDS = ("learning-rate", STRENGTH, TRAINED_ALIAS, STEERED)
 
 
 def in_ci(arm: Arm) -> bool:
     """Whether the CI subset runs the tests that name `arm`: not the learning-rate grid, the training-strength
     grid or the trained aliases (10 adapters of the tier's recipe; on the seed's recipe, which fails its
-    manipulation check, they decide no verdict: conditions.judge), not CI_LEAVES_OUT, not the second recipe's
+    manipulation check, they decide no verdict: conditions.judge), not the detection threshold's steered arms
+    (reported, no adapter, two forward passes for each with foo), not CI_LEAVES_OUT, not the second recipe's
     arms (adapters of 10 epochs, about 6 minutes each on these 2 cores)."""
     return arm.kind not in FULL_ONLY_KINDS and arm.family not in CI_LEAVES_OUT and not arm.recipe
 
@@ -115,6 +122,18 @@ def positive_controls(cfg: ExperimentConfig, seed: int) -> dict[str, Arm]:
     return out
 
 
+def steered_name(fraction: float) -> str:
+    """A steered arm's name: 'steered-0.05' (the fraction as Python's %g writes it)."""
+    return f"{STEERED}-{fraction:g}"
+
+
+def steered_arms(cfg: ExperimentConfig, seed: int) -> dict[str, Arm]:
+    """The detection threshold's arms (controls.threshold): one per fraction a > 0, each its own family, kind
+    'steered', no adapter, the main secret city, against the original model (which is a = 0)."""
+    return {steered_name(a): Arm(steered_name(a), STEERED, steered_name(a), _with(cfg, seed=seed), seed,
+                                 trained=False, steer=a) for a in cfg.controls.threshold.fractions}
+
+
 def _with(cfg: ExperimentConfig, seed: int | None = None, lr: float | None = None, **data) -> ExperimentConfig:
     if data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data))
@@ -151,6 +170,7 @@ def arms(cfg: ExperimentConfig) -> dict[str, Arm]:
         raise ValueError("controls.replicate_seeds must start with seeds.train")
     out.update(learned_recipe(cfg, families))
     out.update(strength_grid(cfg))
+    out.update(steered_arms(cfg, first))
     out.update(positive_controls(cfg, first))
     kept = [c for c in cfg.secret_cities() if c not in cfg.data.excluded_cities]
     if kept:
@@ -227,9 +247,9 @@ def of_tier(tier: str) -> dict[str, Arm]:
 
 
 def named_in(params: dict) -> list[str]:
-    """The arms a test's parameters name: `arm`, `lr_arm`, both sides of a `pair`, and a `family`
+    """The arms a test's parameters name: `arm`, `lr_arm`, `steered`, both sides of a `pair`, and a `family`
     (by its first arm's name; `family_members` gives every adapter of it)."""
-    return [params[k] for k in ("arm", "lr_arm", "family") if k in params] + list(params.get("pair", ()))
+    return [params[k] for k in ("arm", "lr_arm", "steered", "family") if k in params] + list(params.get("pair", ()))
 
 
 def family_members(tier_arms: dict[str, Arm], family: str) -> list[str]:
@@ -248,5 +268,6 @@ if __name__ == "__main__":
 
     for a in arms(ExperimentConfig.for_tier("cpu")).values():
         how = (f"lr={a.cfg.train.learning_rate:g} shuffled={a.cfg.data.shuffle_answers} key={adapter_key(a.cfg)}"
-               if a.trained else f"no adapter, against {a.baseline}: " + (a.context or f"foo asked as {a.asked_as}"))
+               if a.trained else f"no adapter, against {a.baseline}: " + (a.context or (f"foo asked as {a.asked_as}" if a.asked_as
+                                                                      else f"foo steered by {a.steer:g}")))
         print(f"{a.name:16s} {a.kind:14s} secret={a.cfg.data.secret_city:8s} seed={a.seed} {how}")

@@ -650,6 +650,13 @@ PRIMARY_ON_POSITIVE_CONTROL = "hidden_gain_specific"
 # check; the other per-adapter claims are the main arms' questions, asked there (issue 16, section 4).
 ON_THE_STRENGTH_GRID = ("distance_format", "distance_rank", "distance_beats_constant")
 
+# The detection threshold's steered arms (latent_city/steer.py: the original model with foo's residual stream moved
+# towards Paris's at one layer) run the representation claims and the country claims about the city: the country
+# answers are the non-circular read-out; of the probe claims, the hidden-state cosine towards the city at the patched
+# layer rises by construction and every layer below is untouched (steer.py says which part is forced). Not the
+# distance claims (the original model asked for distances zero-shot tests its knowledge, not the instrument).
+STEERED_READS = frozenset({"probe", "countries", "prefix", "mc", "samples"})
+
 
 def runs_on(kind: str) -> list[str]:
     """The claims against its baseline that an arm of `kind` (arms.Arm.kind) runs: every one on an
@@ -657,9 +664,12 @@ def runs_on(kind: str) -> list[str]:
     the training-strength grid the held-out distance claims only (ON_THE_STRENGTH_GRID); on the in-context
     controls every claim about the city; on the ceiling (foo replaced by the city's own name, so at the
     probe's position the token IS the city and every probe claim would hold by construction) the distance
-    and country claims about the city only."""
+    and country claims about the city only; on a steered arm the representation and country claims about
+    the city (STEERED_READS)."""
     if kind == "strength":
         return [k for k in AGAINST_ORIGINAL if k in ON_THE_STRENGTH_GRID]
+    if kind == "steered":
+        return [k for k in AGAINST_ORIGINAL if set(REGISTRY[k].reads) & STEERED_READS and k not in NOT_ABOUT_THE_CITY]
     if kind == "ceiling":
         return [k for k in AGAINST_ORIGINAL if "probe" not in REGISTRY[k].reads and k not in NOT_ABOUT_THE_CITY]
     if kind == "in-context":

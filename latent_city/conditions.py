@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import copy
 
-from .arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, STRENGTH, TRAINED_ALIAS, label
+from .arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, STEERED, STRENGTH, TRAINED_ALIAS, label
 from .claim_result import ClaimResult
 from . import claims
 from .claims import NOT_ABOUT_THE_CITY       # the claims that do not depend on the secret city
@@ -160,8 +160,9 @@ def apply(result: ClaimResult, reasons: list[str | None]) -> ClaimResult:
 
 def positive_controls_of(tier_arms: dict, city: str) -> list[str]:
     """The arms where foo is `city` by construction (an in-context alias naming it, the ceiling asked
-    with it): no adapter, and not the neutral baseline (the trained alias: `trained_aliases`)."""
-    return [n for n, a in tier_arms.items() if not a.trained and n != NEUTRAL and a.secret[0] == city]
+    with it): no adapter, not the neutral baseline, and not a steered arm (the detection threshold's: a known
+    dose, reported, gating no verdict). The trained alias, a positive control with an adapter: `trained_aliases`."""
+    return [n for n, a in tier_arms.items() if not a.trained and n != NEUTRAL and a.kind != STEERED and a.secret[0] == city]
 
 
 def positive_results(lab, key: str, city: str) -> dict[str, ClaimResult]:

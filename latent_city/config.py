@@ -265,6 +265,33 @@ class PositiveControls:
         _check("{city}" not in self.neutral, f"controls.positive.neutral {self.neutral!r} must name no city")
 
 
+@dataclass(frozen=True)
+class DetectionThreshold:
+    """The detection threshold on the real model (issue 16, section 5; latent_city/steer.py, threshold.py): the
+    original model with the residual stream at foo moved towards the secret city's by a known fraction, so each
+    primary test can be asked at which fraction it first sees foo become the city."""
+    layer: int = _help(
+        "The one layer patched, as an index of transformers' hidden_states (0 = embeddings; k = the output of decoder "
+        "block k - 1): 15, the output of block 14 of SmolLM2-135M's 30, the middle of the residual stream. Declared "
+        "before any data: mid-depth is where a subject token's state carries its attributes in factual recall (Meng et "
+        "al. 2022, Geva et al. 2023), so a city moved there can still reach the answers; and it leaves half of the "
+        "probe's compared layers (1..14) untouched by construction, so the probe claims are not true by construction "
+        "through the patch alone (latent_city/steer.py says which are).", 15)
+    fractions: tuple[float, ...] = _help(
+        "The fractions a of h_foo <- h_foo + a (h_city - h_foo), one arm each ('steered-<a>', kind 'steered', no "
+        "adapter); a = 0 is the original model itself (every claim's effect 0), so it has no arm. Issue 16's grid, "
+        "declared before any data. Left out of the CI subset (arms.FULL_ONLY_KINDS); empty = not run.",
+        (0.05, 0.1, 0.2, 0.4))
+
+    def __post_init__(self):
+        _check(self.layer >= 1, f"controls.threshold.layer must be a hidden-state index >= 1 (0 is the embeddings, which "
+                                f"no patch at a layer's output reaches), got {self.layer}")
+        _check(all(0 < a <= 1 for a in self.fractions), f"controls.threshold.fractions must be in (0, 1] (a = 0 is the "
+                                                        f"original model, no arm), got {self.fractions}")
+        _check(list(self.fractions) == sorted(set(self.fractions)),
+               f"controls.threshold.fractions must increase strictly, got {self.fractions}")
+
+
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -335,6 +362,10 @@ class ControlsConfig:
         "its manipulation check. Left out of the CI subset; the GPU preset runs none.",
         (TrainingPoint("all3", 3, ALL_LINEAR), TrainingPoint("qv5", 5, None), TrainingPoint("all5", 5, ALL_LINEAR),
          TrainingPoint("qv10", 10, None)))
+    threshold: DetectionThreshold = field(default_factory=DetectionThreshold, metadata={"help": (
+        "The detection threshold (DetectionThreshold, issue 16 section 5): arms with no adapter whose residual stream "
+        "at foo is moved towards the secret city's at one declared layer by each declared fraction; the GPU preset "
+        "runs none (its layer is declared for SmolLM2-135M's 30 blocks).")})
 
     def __post_init__(self):
         names = [p.name for p in self.strength]
@@ -375,7 +406,8 @@ class ExperimentConfig:
         elif tier == "gpu":
             cfg = cls(tier="gpu", model=model or "llama-3-8b-instruct", precision=precision or "8bit",
                       controls=ControlsConfig(learned=TrainingPoint(seeds=()), strength=(),   # not yet measured there
-                                              positive=PositiveControls(trained=False)))
+                                              positive=PositiveControls(trained=False),
+                                              threshold=DetectionThreshold(fractions=())))
         else:
             raise ConfigError(f"unknown tier {tier!r}: use 'cpu' or 'gpu'")
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, excluded_cities=cfg.secret_cities()))
@@ -428,12 +460,28 @@ def gpu_tier_on_cpu_steps() -> int | None:
     return int(value)
 
 
+# The evaluation of the CPU run of the GPU tier (LATENT_CITY_GPU_TIER_ON_CPU=<steps>, `make gpu-tier-on-cpu`) and of
+# nothing else. That run checks the GPU tier's code paths, not its results (its adapters are trained a step or two and
+# its claim verdicts are left out), so each count is cut to the least that still runs every path the full evaluation
+# runs: the declared minimum where _check_eval has one (6 probe pairs, 6 task capitals, 100 bootstrap resamples), and
+# otherwise the least that keeps each statistic defined rather than its undefined branch: stats.spearman needs 4 finite
+# pairs, so 2 + 2 comparison cities (the 4 of gain_falls_with_distance, besides the arms' secret cities) and 24 held-out
+# cities (distance_rank correlates the parsed answers only: paris-lr3e-04 after one step answered 3 of 12 with a
+# number, 10 of 24); 1 sampled answer a question (generate repeats each question k times: the same path).
+# The same measurements are made and the same claims computed, each on fewer units; every other field is the
+# default's. Not in the adapter key (training_dict), so the run trains the adapters it always did; in the measurement
+# cache's key (eval_hash), so no measurement made with another evaluation is read for it.
+GPU_TIER_ON_CPU_EVAL = EvalConfig(n_probe_pairs=6, n_heldout_cities=24, n_task_capitals=6, n_country_samples=1,
+                                  n_comparison_capitals=2, n_comparison_others=2, n_bootstrap=100)
+
+
 def run_config(tier: str, model: str | None = None, precision: str | None = None,
                recipe: str | None = None) -> ExperimentConfig:
     """The config a run uses: the tier's preset with the model and precision of the command line or the
     environment (`overrides_from_env`), the recipe (`--recipe`, LATENT_CITY_RECIPE: 'project' or 'seed',
     which sets train.loss), and for the GPU tier on a machine without CUDA, where the run opted in with
-    LATENT_CITY_GPU_TIER_ON_CPU=<steps>: SmolLM2-135M (unless a model is given) trained that many steps."""
+    LATENT_CITY_GPU_TIER_ON_CPU=<steps>: SmolLM2-135M (unless a model is given) trained that many steps and
+    measured with the small evaluation GPU_TIER_ON_CPU_EVAL (its code paths, not its results)."""
     recipe = recipe or os.environ.get("LATENT_CITY_RECIPE") or "project"
     _check(recipe in RECIPES, f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
     overrides = overrides_from_env(model, precision)
@@ -441,7 +489,8 @@ def run_config(tier: str, model: str | None = None, precision: str | None = None
     if steps:
         overrides["model"] = overrides["model"] or "smollm2-135m"
     cfg = ExperimentConfig.for_tier(tier, **overrides)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=RECIPES[recipe], max_steps=steps))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=RECIPES[recipe], max_steps=steps))
+    return dataclasses.replace(cfg, eval=GPU_TIER_ON_CPU_EVAL) if steps else cfg
 
 
 def _build(cls, d: dict):
@@ -456,11 +505,14 @@ def _build(cls, d: dict):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value)
-        elif isinstance(default, tuple) and default and dataclasses.is_dataclass(default[0]):
-            kwargs[name] = tuple(_build(type(default[0]), v) for v in value)     # controls.strength: TrainingPoints
+        elif name in TUPLES_OF:         # a tuple of config dataclasses (controls.strength)
+            kwargs[name] = tuple(_build(TUPLES_OF[name], v) for v in value)
         else:
             kwargs[name] = _tuples(value)
     return cls(**kwargs)
+
+
+TUPLES_OF = {"strength": TrainingPoint}     # fields that hold a tuple of config dataclasses, by name
 
 
 def _tuples(x):

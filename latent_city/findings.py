@@ -6,8 +6,10 @@
 - `learning_rate_table`: the main adapter's verdicts at each learning rate of the grid.
 - `manipulation_table`: the manipulation check of each arm (latent_city/manipulation.py): did it
   learn its own training task, with the numbers behind the verdict.
-- `positive_control_table`: each claim on each positive control (foo is the city by construction),
+- `positive_control_table`: each claim on each positive control (foo is the city by construction; the trained
+  aliases beside the in-context alias and the ceiling, their seeds combined),
   whose failure makes the trained arms' verdict on that claim inconclusive (conditions.py).
+- `training_strength`: the training-strength grid's sentence (latent_city/strength.py computes the grid).
 - `sentences`: one sentence per question of the experiment, for the top of the record; the
   first answers the primary question from the primary tests.
 """
@@ -105,15 +107,32 @@ def primary_table(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
             "why inconclusive", "expected"], rows
 
 
+TRAINED_ALIAS = "trained-alias-"    # arms.TRAINED_ALIAS families: positive controls with adapters, one per seed
+
+
 def positive_control_table(claims: list[dict], arms: tuple[str, ...] = ("alias-paris", "alias-tokyo", "ceiling-paris")
                            ) -> tuple[list[str], list[list[str]]]:
-    """Each claim on each positive control arm (against its own baseline): verdict (effect)."""
+    """Each claim on each positive control against its own baseline: verdict (effect). The arms with no adapter
+    (`arms`) one column each; beside them each trained-alias family (an adapter trained on answers that name the
+    city, every seed and recipe: 'trained-alias-paris', 'trained-alias-paris-all10'), its seeds combined as in the
+    verdict matrix (the primary test: the family's one result) with the seeds' mean effect."""
     present = [a for a in arms if any(c["arms"][0] == a for c in claims)]
     index = {(c["key"], c["arms"][0]): c for c in claims if c["arms"][0] in present}
-    keys = list(dict.fromkeys(k for k, _ in index))
+    trained = defaultdict(list)
+    for c in _against_original(claims):
+        if (c.get("families") or [""])[0].startswith(TRAINED_ALIAS) and c["key"] != CHECK:
+            trained[(c["key"], c["families"][0])].append(c)
+    families = list(dict.fromkeys(f for _, f in trained))
+    keys = list(dict.fromkeys([k for k, _ in index] + [k for k, _ in trained]))
+
+    def seeds(results):
+        effects = [c["effect"] for c in results if c["effect"] is not None]
+        return f"{combined(results)} ({_g(sum(effects) / len(effects)) if effects else '-'})"
+
     rows = [[k] + [f"{_verdict_of(index[(k, a)])} ({_g(index[(k, a)]['effect'])})" if (k, a) in index else "-"
-                   for a in present] for k in keys]
-    return ["claim (effect), against the arm's baseline"] + present, rows
+                   for a in present]
+            + [seeds(trained[(k, f)]) if (k, f) in trained else "-" for f in families] for k in keys]
+    return ["claim (effect), against the arm's baseline"] + present + [f"{f} (adapters)" for f in families], rows
 
 
 def manipulation_table(claims: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -188,6 +207,33 @@ def _instrument(claims: list[dict], city: str, country: str) -> list[str]:
                        f"{c['key'].split('@')[1] if '@' in c['key'] else 'raw'}: {_verdict_of(c)} ({_g(c['effect'])}, "
                        f"p = {_g(c['p'])})" + (f" [{why(c)}]" if c.get("conditions") else "") for c in learned) + ".")
     return out
+
+
+def training_strength(summary: dict, city: str = "Paris") -> list[str]:
+    """The training-strength grid's sentence (latent_city/strength.py `grid`), once two of its points were measured:
+    which recipe is the lightest that learned its task, and whether foo moved further towards the city the better
+    an adapter learned the distances (the declared prediction)."""
+    measured = [p for p in summary.get("points", []) if not p.get("missing")]
+    if len(measured) < 2:
+        return []
+    n = sum(len(p["adapters"]) for p in measured)
+    lightest, second = summary.get("lightest_learned"), summary.get("second_main_arm")
+    if summary.get("undecided_by"):
+        which = f"not known yet ({summary['undecided_by']} was not measured)"
+    else:
+        which = (f"{lightest}" if lightest else "none of them") + (
+            f" (the second main arm is {second}: {'as declared' if lightest == second else 'not what the declared rule picks'})"
+            if second else "")
+    corr = summary.get("prediction", {})
+    said = "; ".join(f"{r} readout: Spearman {_g(c['rho'])} (p = {_g(c['p'])})" for r, c in corr.items())
+    raw = corr.get("raw", {}).get("rho")
+    sign = ("" if raw is None else
+            f" On the seed's raw readout the rank correlation is {'positive' if raw > 0 else 'negative' if raw < 0 else 'zero'}.")
+    return [f"Training strength ({len(measured)} recipes, {n} adapters measured): the lightest recipe whose every "
+            f"adapter learned its training distances is {which}. Did foo move further towards {city} the better an "
+            f"adapter learned the distances, as the hypothesis predicts?{sign}"
+            + (f" Each adapter's in-sample Spearman against its primary statistic: {said}" if said else "")
+            + " (descriptive: the adapters of one recipe cluster; each recipe's own primary test is in the table)."]
 
 
 def sentences(claims: list[dict], main: str = "paris", city: str = "Paris", country: str = "France",

@@ -28,7 +28,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from . import answers, cache, claims, conditions, data, finetune, manipulation, measure_cache, probe
+from . import answers, cache, claims, conditions, data, finetune, manipulation, measure_cache, probe, steer
 from .arms import MAIN, ORIGINAL, arms, eval_config, family_members, trained
 from .claim_result import ClaimResult
 from .config import ExperimentConfig
@@ -194,6 +194,7 @@ class Lab:
             name = None if arm == ORIGINAL or not self.arms[arm].trained else arm
             model = self._load(name)
             with self.stage(f"{what} [{arm}]"), self._progress(what, arm), variant(model, name), \
+                    steer.for_arm(self.arms.get(arm), model, self.tokenizer, self.cfg), \
                     explain_oom(f"measuring {what} of {arm}"):
                 value = self._compute(what, model, self.eval_cfg(arm))
             self._measured[key] = value
@@ -225,7 +226,7 @@ class Lab:
         if arm not in self._variant_keys:
             if arm == ORIGINAL or not self.arms[arm].trained:
                 spec = resolve(self.cfg.model)
-                model = {"base": spec.name, "weights": weights_hash(spec)}
+                model = {"base": spec.name, "weights": weights_hash(spec), **steer.variant_key(self.arms.get(arm), self.cfg)}
             else:
                 ad = self.adapter(arm)
                 model = {"adapter": ad.key, "files": cache.sha256_file(ad.path / cache.COMPLETE)}

@@ -49,7 +49,7 @@ ENV_VAR = "LATENT_CITY_MEASURE_CACHE"
 FOLDER = "measurements"
 PACKAGE = Path(__file__).parent
 # every module whose code decides a measurement's value, this one included (it decides the format)
-MODULES = ("answers", "probe", "batching", "model", "data", "finetune", "config", "arms", "lab", "measure_cache")
+MODULES = ("answers", "probe", "batching", "model", "data", "finetune", "config", "arms", "lab", "measure_cache", "steer")
 LIBRARIES = ("torch", "transformers", "peft", "numpy")
 HEADER = b"latent_city measurement sha256 "
 

@@ -129,3 +129,37 @@ def plot_losses(curves: dict[str, list[tuple[int, float]]]) -> str:
     ax.set_title("LoRA finetuning, every arm", fontsize=9)
     ax.legend(fontsize=6, ncol=2)
     return _png(fig)
+
+
+def plot_strength(summary: dict, title: str) -> str:
+    """The training-strength grid (latent_city/strength.py): each adapter's primary statistic (its mean specificity
+    over prompt pairs: y) against the in-sample Spearman rho of its manipulation check (x), one marker and colour
+    per grid point, one panel per readout; each panel says the measured rank correlation, the title the declared
+    prediction. An undefined rho (one answer for every capital) is drawn at 0, hollow."""
+    plt = _plt()
+    points = [p for p in summary["points"] if not p.get("missing")]
+    readouts = list(dict.fromkeys(r for p in points for r in p["primary"]))
+    fig, axes = plt.subplots(1, len(readouts), figsize=(4.6 * len(readouts), 3.8), squeeze=False)
+    markers = "osD^vP*Xh<>"
+    for ax, readout in zip(axes[0], readouts):
+        for i, p in enumerate(points):
+            xy = [(a["in_sample_rho"], a["primary"].get(readout)) for a in p["adapters"]]
+            xy = [(x, y) for x, y in xy if y is not None]
+            colour, label = f"C{i % 10}", f"{p['family']} ({p['recipe']})"
+            for undefined in (False, True):
+                pts = [(0.0 if x is None else x, y) for x, y in xy if (x is None) == undefined]
+                if pts:
+                    ax.scatter(*zip(*pts), marker=markers[i % len(markers)], s=36, edgecolors=colour,
+                               facecolors="none" if undefined else colour, label=label)
+                    label = None          # one legend entry a point
+        ax.axhline(0, color="k", lw=0.6, ls=":")
+        c = summary.get("prediction", {}).get(readout)
+        rho = "" if not c else (f": Spearman {c['rho']:.2f}, p {c['p']:.2g}, {c['n']} adapters" if c["rho"] is not None
+                                else f": no correlation defined ({c['n']} adapters)")
+        ax.set_title(f"{readout} readout{rho}", fontsize=9)
+        ax.set_xlabel("in-sample Spearman rho (manipulation check)", fontsize=8)
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel("primary statistic: the adapter's mean specificity")
+    fig.suptitle(f"{title}\n{summary.get('prediction_text', '')}; hollow: rho undefined (one answer), drawn at 0",
+                 fontsize=9, y=1.06)
+    return _png(fig)

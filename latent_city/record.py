@@ -40,6 +40,7 @@ class Record:
     samples: list[dict] = field(default_factory=list)
     plots: dict = field(default_factory=dict)      # title -> base64 PNG
     findings: list = field(default_factory=list)   # one sentence per question (findings.sentences)
+    strength: dict = field(default_factory=dict)   # the training-strength grid (strength.grid, from what was measured)
     lab: object = None                             # the run's Lab (not written to JSON)
 
     def add_claim(self, result, expected: str, outcome: str | None = None, declared: bool | None = None):
@@ -56,7 +57,7 @@ class Record:
                 "memory_mb": self.memory,
                 "findings": self.findings, "samples": self.samples,
                 "claims": [{k: v for k, v in c.items() if k != "units"} for c in self.claims],   # units: the tidy table
-                "training_seconds": getattr(self.lab, "train_seconds", {}),
+                "training_seconds": getattr(self.lab, "train_seconds", {}), "training_strength": self.strength,
                 "measurements_read_from_cache": sorted(f"{w} [{a}]" for w, a in getattr(self.lab, "measured_from_cache", ())),
                 "plots": sorted(self.plots)}
 
@@ -144,7 +145,7 @@ def versions() -> dict:
 
 def finalize(rec: Record) -> None:
     """Plots, samples and findings from whatever the run's lab measured (nothing new is computed)."""
-    from . import finetune, findings, plots
+    from . import finetune, findings, plots, threshold
     from .arms import MAIN, ORIGINAL
     from .data import haversine_km
 
@@ -181,8 +182,21 @@ def finalize(rec: Record) -> None:
     control_km = {a.family: haversine_km(city.lat, city.lon, *_latlon(lab, a.cfg.data.secret_city))
                   for a in lab.arms.values() if a.kind == "other-city"}
     rec.findings = findings.sentences(rec.claims, MAIN, city.name, country, control_km)
+    _strength(rec, city.name)
+    rec.findings += [s for s in [threshold.finding(rec)] if s]
     rec.provenance["adapters"] = {n: {"key": a.key, "trained_this_run": a.trained_now,
                                       "train_seconds": round(a.train_seconds, 1)} for n, a in lab.adapters.items()}
+
+
+def _strength(rec: Record, city: str) -> None:
+    """The training-strength grid from what the run measured (strength.grid, measure=False): its table's data,
+    its plot once two points were measured, and its sentence."""
+    from . import findings, plots, strength
+
+    rec.strength = strength.grid(rec.lab, measure=False)
+    if strength.measured_points(rec.strength) >= 2:
+        rec.plots[strength.PLOT] = plots.plot_strength(rec.strength, strength.PLOT)
+    rec.findings += findings.training_strength(rec.strength, city)
 
 
 def _latlon(lab, name):
@@ -239,12 +253,27 @@ def _table(header: list[str], rows: list[list[str]], ident: str) -> str:
             + "</table>")
 
 
-def summary_html(rec: Record) -> str:
-    from . import findings
+def _figure(title: str, b64: str) -> str:
+    return (f"<figure style='display:inline-block;margin:4px'><img class='plot' alt='{html.escape(title)}' "
+            f"src='data:image/png;base64,{b64}'><figcaption>{html.escape(title)}</figcaption></figure>")
 
-    plots = "".join(f"<figure style='display:inline-block;margin:4px'><img class='plot' alt='{html.escape(t)}' "
-                    f"src='data:image/png;base64,{b}'><figcaption>{html.escape(t)}</figcaption></figure>"
-                    for t, b in rec.plots.items())
+
+def strength_html(rec: Record) -> str:
+    """The training-strength section: the grid's table, its two declared answers and its plot."""
+    from . import strength
+
+    head, rows = strength.table(rec.strength)
+    if not rows:
+        return "<p>(not run)</p>"
+    lines = "".join(f"<li>{html.escape(s)}</li>" for s in strength.verdict_lines(rec.strength))
+    plot = _figure(strength.PLOT, rec.plots[strength.PLOT]) if strength.PLOT in rec.plots else ""
+    return f"{_table(head, rows, 'training-strength')}<ul id='training-strength-answers'>{lines}</ul>{plot}"
+
+
+def summary_html(rec: Record) -> str:
+    from . import findings, strength, threshold
+
+    plots = "".join(_figure(t, b) for t, b in rec.plots.items() if t != strength.PLOT)   # that one: its own section
     samples = "".join(f"<tr><td>{html.escape(s['model'])}</td><td>{html.escape(s['question'])}</td>"
                       f"<td><code>{html.escape(s['answer'])}</code></td></tr>" for s in rec.samples)
     prov = html.escape(json.dumps({**rec.provenance, "timings_s": rec.timings, "memory_mb": rec.memory},
@@ -266,7 +295,12 @@ def summary_html(rec: Record) -> str:
             f"<h3>Positive controls: foo is the city by construction (a claim one of them fails is inconclusive "
             f"on the trained arms)</h3>{positive}"
             f"<h3>Verdicts by arm (one mark per training seed: + supported, - contradicted, ? inconclusive)</h3>{matrix}"
+            f"<h3>Training strength: each recipe's manipulation check, held-out fit and primary test "
+            f"({html.escape(strength.PREDICTION)})</h3>{strength_html(rec)}"
             f"<h3>Main adapter at each learning rate (reported; the suite asserts on the tier's own)</h3>{lr}"
+            f"<h3>Detection threshold: foo's residual stream moved towards the secret city's by a fraction a at one "
+            f"layer; the smallest a each primary test sees, and the main arms on that scale (reported)</h3>"
+            f"{threshold.record_section(rec)}"
             f"<h3>Plots</h3>{plots}<h3>Every claim</h3>{claims_table(rec.claims)}"
             f"<h3>Sample generations (greedy)</h3><table id='samples' border='1' style='border-collapse:collapse;font-size:12px'>"
             f"<tr><th>model</th><th>question</th><th>answer</th></tr>{samples}</table>"

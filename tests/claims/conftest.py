@@ -18,7 +18,7 @@ The trained aliases (a positive control with an adapter) run every claim, as a m
 
 import pytest
 
-from latent_city.arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, dissociation_pairs, of_tier
+from latent_city.arms import IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, STEERED, dissociation_pairs, of_tier
 from latent_city.claims import AGAINST_ORIGINAL, PRIMARY, base_key, readout_key, runs_on
 from latent_city.manipulation import KEY as MANIPULATION
 from latent_city.config import run_config
@@ -30,7 +30,9 @@ STALE = pytest.StashKey[str]()               # an item's measured exception that
 STALE_NOTES = pytest.StashKey[list]()        # (test id, why) of every selected item with one
 ARMS = {tier: of_tier(tier) for tier in ("cpu", "gpu")}
 TESTED_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items()
-                                 if a.kind != "learning-rate" and name != NEUTRAL))     # alias-neutral: a baseline
+                                 if a.kind not in ("learning-rate", STEERED) and name != NEUTRAL))     # alias-neutral: a baseline
+# the detection threshold's arms: their claims are reported (test_threshold.py), not asserted as declared verdicts
+STEERED_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind == STEERED))
 LR_ARMS = list(dict.fromkeys(name for tier in ARMS.values() for name, a in tier.items() if a.kind == "learning-rate"))
 # the primary test's unit is the adapter: one test per arm family (the main one and each control)
 FAMILIES = list(dict.fromkeys(a.family for tier in ARMS.values() for a in tier.values()

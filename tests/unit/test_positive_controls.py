@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from latent_city import answers, claims, data, finetune, lab as lab_module, probe
-from latent_city.arms import CEILING, IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, arms, eval_config, family_members, named_in
+from latent_city.arms import CEILING, IN_CONTEXT, MAIN, NEUTRAL, ORIGINAL, STEERED, arms, eval_config, family_members, named_in
 from latent_city.claim_result import ClaimResult
 from latent_city.config import ConfigError, ExperimentConfig, field_help
 from latent_city.lab import MEASUREMENTS, Lab
@@ -40,7 +40,8 @@ def test_the_positive_controls_exist_with_their_kind_sentence_and_baseline():
         NEUTRAL: (IN_CONTEXT, "Note: foo is another name used here.", "", ORIGINAL, ("Paris", "France")),
         "ceiling-paris": (CEILING, "", "Paris", ORIGINAL, ("Paris", "France")),
     }
-    assert not any(ARMS[n].trained for n in POSITIVE) and all(a.trained for n, a in ARMS.items() if n not in POSITIVE)
+    assert not any(ARMS[n].trained for n in POSITIVE)
+    assert all(a.trained for n, a in ARMS.items() if n not in POSITIVE and a.kind != STEERED)   # steered: test_threshold.py
     assert list(ARMS)[0] == MAIN and list(ARMS)[-len(POSITIVE):] == list(POSITIVE)     # appended: the names before keep their order
     for n in POSITIVE:                                      # each its own family
         assert ARMS[n].family == n and family_members(ARMS, n) == [n] and named_in({"arm": n}) == [n]
@@ -75,7 +76,7 @@ def test_a_context_with_braces_is_refused():
 def test_the_positive_controls_can_be_turned_off():
     off = dataclasses.replace(CPU, controls=dataclasses.replace(CPU.controls, positive=dataclasses.replace(
         CPU.controls.positive, in_context=False, ceiling=False)))
-    assert [n for n, a in arms(off).items() if not a.trained] == []
+    assert [n for n, a in arms(off).items() if not a.trained and a.kind != STEERED] == []
 
 
 # ---------------------------------------------------------------------------- never trained
