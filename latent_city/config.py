@@ -494,8 +494,7 @@ def run_config(tier: str, model: str | None = None, precision: str | None = None
 
 
 def _build(cls, d: dict):
-    """A config dataclass from its dict; nested dataclasses (found from the field's default) too, and a tuple of
-    them (a field whose default is a tuple of dataclasses)."""
+    """A config dataclass from its dict; nested dataclasses (found from the field's default) too."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in d.items():
