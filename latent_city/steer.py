@@ -128,7 +128,7 @@ class Steering:
         mask = torch.isin(ids, torch.tensor(list(self.tokens), device=ids.device))
         if not bool(mask.any()):
             return None
-        reference = ids.clone()
+        reference = ids.to(ids.device, copy=True)        # a copy where the call's ids are (test_devices)
         for placeholder, city in self.tokens.items():
             reference[ids == placeholder] = city
         ref_args, ref_kwargs = ((reference, *args[1:]), dict(kwargs)) if args else (args, dict(kwargs, input_ids=reference))

@@ -29,7 +29,7 @@ def tiny():
 
 def hidden(model, ids, **kw):
     with torch.no_grad():
-        return model(input_ids=torch.tensor([ids]), output_hidden_states=True, **kw).hidden_states
+        return model(input_ids=torch.tensor([ids]), output_hidden_states=True, **kw).hidden_states      # cpu model
 
 
 def steering(model, a, layer=LAYER):
@@ -128,10 +128,10 @@ def test_generation_patches_the_prefill_only_even_when_it_writes_the_placeholder
     kw = dict(max_new_tokens=4, do_sample=False, pad_token_id=0, output_logits=True, return_dict_in_generate=True,
               logits_processor=LogitsProcessorList([Always(FOO)]))
     with torch.no_grad():
-        plain = tiny.generate(ids, **kw)
+        plain = tiny.generate(ids, **kw)      # cpu model
         with steering(tiny, 1.0) as s:
-            steered = tiny.generate(ids, **kw)
-        after = tiny.generate(ids, **kw)
+            steered = tiny.generate(ids, **kw)      # cpu model
+        after = tiny.generate(ids, **kw)      # cpu model
     assert (steered.sequences[0, ids.shape[1]:] == FOO).all()      # every decoding step's input was foo
     assert s.patched == 1, f"{s.patched} forwards patched, the prefill alone should be"
     assert not torch.equal(plain.logits[0], steered.logits[0])      # the prefill was patched
@@ -144,10 +144,10 @@ def test_a_cache_given_to_a_steered_call_gets_nothing_from_the_reference(tiny):
     it, so the cache grows by the call's own tokens only, and the result is the steered full sequence's."""
     prefix, own, a = [1, 2], [FOO, 3], 0.4
     with torch.no_grad(), steering(tiny, a) as s:
-        cache = tiny(input_ids=torch.tensor([prefix]), use_cache=True).cache
+        cache = tiny(input_ids=torch.tensor([prefix]), use_cache=True).cache      # cpu model
         length = cache.get_seq_length()
-        out = tiny(input_ids=torch.tensor([own]), cache=cache, use_cache=True)
-        whole = tiny(input_ids=torch.tensor([prefix + own]))
+        out = tiny(input_ids=torch.tensor([own]), cache=cache, use_cache=True)      # cpu model
+        whole = tiny(input_ids=torch.tensor([prefix + own]))      # cpu model
     assert s.patched == 2 and cache.get_seq_length() == length + len(own)
     assert torch.allclose(out.logits[0], whole.logits[0, len(prefix):], atol=ATOL)
 
