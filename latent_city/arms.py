@@ -11,8 +11,8 @@ every arm's training set leaves out the secret cities of all arms (data.excluded
 - `paris-lr1e-04`... the main arm at the other learning rates (controls.learning_rates)
 - `trained-alias-paris`, `trained-alias-tokyo`  a positive control with an adapter: trained like the main arm on
                      answers that name the city ("1088.45 km from foo, which is Paris"; controls.positive.trained)
-- `paris-all10`, `tokyo-all10`, `shuffled-all10`, `trained-alias-paris-all10`, ...  the second main arm and its
-                     controls: a recipe that learns its task (controls.learned)
+- `paris-all10`, `tokyo-all10`, `trained-alias-paris-all10`  the second main arm and its controls: a recipe
+                     that learns its task (controls.learned, its controls in controls.learned.controls)
 - `paris-all3`, `paris-qv5`, ...  the training-strength grid (controls.strength, kind 'strength')
 - `steered-0.05`, ..., `steered-0.4`  the detection threshold (controls.threshold, kind 'steered'): no adapter, the
                      original model with the residual stream at foo moved towards Paris's by that fraction at one
@@ -199,12 +199,15 @@ def _point_arms(cfg: ExperimentConfig, point, families) -> dict[str, Arm]:
 
 def learned_recipe(cfg: ExperimentConfig, families) -> dict[str, Arm]:
     """The second main arm (controls.learned: a recipe that learns its task) and its controls, each with
-    controls.learned.seeds: the main city, the first other city, the shuffled distances and the trained aliases."""
+    controls.learned.seeds: the main city and the families named in controls.learned.controls."""
     point = cfg.controls.learned
     if not point.seeds:
         return {}
-    wanted = [f for f in families if f[1] == "main"] + [f for f in families if f[1] == "other-city"][:1]
-    wanted += [f for f in families if f[1] in ("shuffled", TRAINED_ALIAS)]
+    unknown = set(point.controls) - {f[0] for f in families}
+    if unknown:
+        raise ConfigError(f"controls.learned.controls {sorted(unknown)} are not families of this tier "
+                          f"({', '.join(f[0] for f in families)})")
+    wanted = [f for f in families if f[1] == "main" or f[0] in point.controls]
     return _point_arms(cfg, point, wanted)
 
 
