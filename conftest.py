@@ -20,6 +20,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No hypothesis test has a time limit: speed lives in benchmarks/, and a deadline is a timed test that fails on a
+# slow or busy machine (test_batching's took 424 ms against the default 200 ms under load).
+settings.register_profile("latent_city", deadline=None)
+settings.load_profile("latent_city")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the CPU tier never downloads weights
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
