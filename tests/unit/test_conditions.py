@@ -244,11 +244,11 @@ def test_the_trained_alias_of_the_arms_own_recipe_and_seed_gates_its_claim(lab):
     assert r.conditions == ["the positive control failed (trained-alias-paris-s43: country_named inconclusive, "
                             "mean specificity 0.01 [0.002, 0.02], p=1e-09)"]
     assert lab.claim("country_named", "paris").verdict == SUPPORTED                 # seed 42: its own trained alias
-    assert lab.claim("country_named", "paris-all10-s43").verdict == SUPPORTED       # another recipe: another one
+    assert lab.claim("country_named", "paris-qv10-s43").verdict == SUPPORTED       # another recipe: another one
     assert lab.claim("country_named", "paris-lr1e-04").verdict == SUPPORTED         # the tier's recipe, seed 42
-    lab.fail = {("country_named", "trained-alias-paris-all10-s43")}
+    lab.fail = {("country_named", "trained-alias-paris-qv10-s43")}
     lab.reset()
-    assert "trained-alias-paris-all10-s43" in lab.claim("country_named", "paris-all10-s43").conditions[0]
+    assert "trained-alias-paris-qv10-s43" in lab.claim("country_named", "paris-qv10-s43").conditions[0]
     assert lab.claim("country_named", "paris-s43").verdict == SUPPORTED
     lab.fail = {("country_named", "trained-alias-paris")}
     lab.reset()
@@ -263,15 +263,15 @@ def test_the_trained_aliases_own_city_answers_for_a_claim_about_that_city(lab):
 
 
 def test_the_primary_test_is_gated_by_the_trained_alias_family_of_its_recipe(lab, primary_fake):
-    lab.fail = {("foo_became_city", "trained-alias-paris-all10")}
+    lab.fail = {("foo_became_city", "trained-alias-paris-qv10")}
     assert lab.primary("paris").verdict == SUPPORTED
-    r = lab.primary("paris-all10")
+    r = lab.primary("paris-qv10")
     assert r.verdict == INCONCLUSIVE
-    assert r.conditions[0].startswith("the positive control failed (trained-alias-paris-all10: foo_became_city inconclusive")
+    assert r.conditions[0].startswith("the positive control failed (trained-alias-paris-qv10: foo_became_city inconclusive")
     lab.reset()
     lab.primaries.clear()
-    lab.primary("paris-all10", readout="centred")
-    assert lab.primaries == ["paris-all10", "trained-alias-paris-all10"]          # the same readout, once each
+    lab.primary("paris-qv10", readout="centred")
+    assert lab.primaries == ["paris-qv10", "trained-alias-paris-qv10"]          # the same readout, once each
     lab.fail = {("foo_became_city", "trained-alias-tokyo")}
     lab.reset()
     assert lab.primary("paris").verdict == SUPPORTED
@@ -289,16 +289,16 @@ def test_the_dissociation_is_gated_by_the_trained_aliases_of_its_recipe_and_seed
 def test_the_positive_controls_are_not_consulted_when_the_manipulation_check_fails(lab, primary_fake, monkeypatch):
     """The manipulation check first: an arm that did not learn is inconclusive already, and no positive control
     is computed for it (in a run: no trained alias is trained or measured)."""
-    lab.unlearned = {"paris-all10", "paris-all10-s43", "paris-all10-s44", "paris-qv5-s43"}
-    lab.fail = {("country_named", "alias-paris"), ("country_named", "trained-alias-paris-all10")}
+    lab.unlearned = {"paris-qv10", "paris-qv10-s43", "paris-qv10-s44", "paris-qv5-s43"}
+    lab.fail = {("country_named", "alias-paris"), ("country_named", "trained-alias-paris-qv10")}
     calls = computed(lab, monkeypatch)
-    r = lab.claim("country_named", "paris-all10")
+    r = lab.claim("country_named", "paris-qv10")
     assert r.verdict == INCONCLUSIVE and len(r.conditions) == 1
     assert r.conditions[0].startswith("the finetune did not learn its task")
-    assert {arm for _, arm in calls} == {"paris-all10"}               # its own claims only
-    assert lab.primary("paris-all10").verdict == INCONCLUSIVE and lab.primary("paris-qv5").verdict == INCONCLUSIVE
-    assert {arm for _, arm in calls} == {"paris-all10"} and lab.primaries == ["paris-all10", "paris-qv5"]
-    dissociation = lab.claim("double_dissociation", "paris-all10", against="tokyo-all10")
+    assert {arm for _, arm in calls} == {"paris-qv10"}               # its own claims only
+    assert lab.primary("paris-qv10").verdict == INCONCLUSIVE and lab.primary("paris-qv5").verdict == INCONCLUSIVE
+    assert {arm for _, arm in calls} == {"paris-qv10"} and lab.primaries == ["paris-qv10", "paris-qv5"]
+    dissociation = lab.claim("double_dissociation", "paris-qv10", against="tokyo-qv10")
     assert dissociation.verdict == INCONCLUSIVE and not any(a.startswith(("alias", "trained-alias")) for _, a in calls)
 
 
@@ -307,7 +307,7 @@ def test_a_trained_aliases_own_verdicts_are_kept_as_the_rule_gave_them(lab, prim
     them (circular), and, like a negative control's, a failed manipulation check is noted, not applied."""
     lab.fail = {("country_named", "alias-paris"), ("double_dissociation", "alias-paris"),
                 ("hidden_gain_specific", "alias-paris")}
-    lab.unlearned = {"trained-alias-paris", "trained-alias-paris-all10-s44", "trained-alias-tokyo"}
+    lab.unlearned = {"trained-alias-paris", "trained-alias-paris-qv10-s44", "trained-alias-tokyo"}
     for arm in ("trained-alias-paris", "trained-alias-tokyo", "trained-alias-paris-s43"):
         r = lab.claim("country_named", arm)
         assert r.verdict == SUPPORTED and r.conditions == [], arm
@@ -316,7 +316,7 @@ def test_a_trained_aliases_own_verdicts_are_kept_as_the_rule_gave_them(lab, prim
     assert "manipulation_check" not in lab.claim("country_named", "trained-alias-paris-s43").details
     pair = lab.claim("double_dissociation", "trained-alias-paris", against="trained-alias-tokyo")
     assert pair.verdict == SUPPORTED and pair.conditions == [] and "manipulation_check" in pair.details
-    primary = lab.primary("trained-alias-paris-all10")
+    primary = lab.primary("trained-alias-paris-qv10")
     assert primary.verdict == SUPPORTED and primary.conditions == []
     assert "1 of 3 adapters failed" in primary.details["manipulation_check"]
     assert lab.claim("hidden_gain_specific", "trained-alias-tokyo", own=True).verdict == SUPPORTED   # its own city too
@@ -332,7 +332,7 @@ def test_a_strength_point_is_gated_by_its_manipulation_check_and_the_positive_co
     assert "paris-qv5-s44:" in r.conditions[0]
     assert lab.claim("distance_rank", "paris-qv5-s44").verdict == SUPPORTED
     lab.unlearned = set()
-    lab.fail = {("foo_became_city", "trained-alias-paris"), ("foo_became_city", "trained-alias-paris-all10")}
+    lab.fail = {("foo_became_city", "trained-alias-paris"), ("foo_became_city", "trained-alias-paris-qv10")}
     lab.reset()
     lab.primaries.clear()
     assert lab.primary("paris-all3").verdict == SUPPORTED and lab.primaries == ["paris-all3"]

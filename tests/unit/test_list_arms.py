@@ -67,7 +67,7 @@ def test_quick_lists_only_the_main_arm_on_a_stdout_with_nothing_else(empty_cache
 
 
 def test_a_selection_of_one_control_lists_the_main_arm_and_that_control(empty_cache):
-    out = list_arms(empty_cache, "-q", "tests/claims/test_claims.py", "-k", "layer0_is_unchanged and tokyo and not s4 and not all10 and not trained")
+    out = list_arms(empty_cache, "-q", "tests/claims/test_claims.py", "-k", "layer0_is_unchanged and tokyo and not s4 and not qv10 and not trained")
     assert out.split() == [MAIN, "tokyo"], out
 
 

@@ -142,9 +142,9 @@ def test_the_prediction_is_the_rank_correlation_of_the_in_sample_rho_with_each_a
 # ---------------------------------------------------------------------------- the second main arm
 
 @pytest.mark.parametrize("learned, expected", [
-    ({"paris-all3": 0.3, "paris-qv5": 0.8, "paris-all10": 0.97}, "paris-qv5"),
-    ({"paris-qv10": 0.8}, "paris-qv10"),              # heavier points than a lighter one that learned do not matter
-    ({"paris-all10": 0.97}, "paris-all10"),
+    ({"paris-all3": 0.3, "paris-qv5": 0.8, "paris-qv10": 0.97}, "paris-qv5"),
+    ({"paris-all10": 0.8}, "paris-all10"),              # heavier points than a lighter one that learned do not matter
+    ({"paris-qv10": 0.97}, "paris-qv10"),
     ({}, None),                                      # no point learned
 ])
 def test_the_second_main_arm_is_the_lightest_point_whose_every_adapter_learned(learned, expected):
@@ -173,10 +173,10 @@ def test_the_record_shows_the_grid_its_plot_and_its_sentence():
     assert "id='training-strength'" in html and html.count("<tr>") > 6
     assert html.count(f"alt='{strength.PLOT}'") == 1                      # in its section, not again among the plots
     assert "The lightest point whose every adapter learned its task: paris-all5; the second main arm " \
-           "(controls.learned): paris-all10 (NOT the declared rule&#x27;s choice)" in html
+           "(controls.learned): paris-qv10 (NOT the declared rule&#x27;s choice)" in html
     assert rec.plots[strength.PLOT]
     sentence = [s for s in rec.findings if s.startswith("Training strength")]
-    assert len(sentence) == 1 and "is paris-all5 (the second main arm is paris-all10: not what the declared rule " \
+    assert len(sentence) == 1 and "is paris-all5 (the second main arm is paris-qv10: not what the declared rule " \
                                   "picks)" in sentence[0] and "rank correlation is positive" in sentence[0], sentence
     out = json.loads(json.dumps(rec.to_json(), allow_nan=False))
     assert [p["family"] for p in out["training_strength"]["points"]] == ORDER and strength.PLOT in out["plots"]
@@ -223,10 +223,10 @@ def test_the_trained_aliases_stand_beside_the_in_context_alias_and_the_ceiling()
               entry("country_probability", "trained-alias-paris-s43", "trained-alias-paris", INCONCLUSIVE, 0.1),
               entry("foo_became_city", "trained-alias-paris", "trained-alias-paris", SUPPORTED, 0.03),
               entry("task_learned", "trained-alias-paris", "trained-alias-paris", SUPPORTED, 0.9),
-              entry("country_probability", "trained-alias-paris-all10", "trained-alias-paris-all10", SUPPORTED, 0.5)]
+              entry("country_probability", "trained-alias-paris-qv10", "trained-alias-paris-qv10", SUPPORTED, 0.5)]
     head, rows = findings.positive_control_table(claims)
     assert head == ["claim (effect), against the arm's baseline", "alias-paris", "ceiling-paris",
-                    "trained-alias-paris (adapters)", "trained-alias-paris-all10 (adapters)"]
+                    "trained-alias-paris (adapters)", "trained-alias-paris-qv10 (adapters)"]
     assert rows == [["country_probability", "supported (0.4)", "supported (0.9)",
                      "mixed: supported 1/2, inconclusive 1/2 (0.15)", "supported (0.5)"],
                     ["foo_became_city", "-", "-", "supported (0.03)", "-"]]

@@ -27,7 +27,7 @@ ALIASES = [n for n, a in ARMS.items() if a.kind == TRAINED_ALIAS]
 def test_the_arms_exist():
     """The arms fb7d376 added, as this wiring reads them (a change there shows here first)."""
     assert STRENGTH_ARMS[:3] == ["paris-all3", "paris-all3-s43", "paris-all3-s44"] and len(STRENGTH_ARMS) == 12
-    assert {ARMS[n].recipe for n in ALIASES} == {"", "all10"} and len(ALIASES) == 16
+    assert {ARMS[n].recipe for n in ALIASES} == {"", "qv10"} and len(ALIASES) == 13
 
 
 # ---------------------------------------------------------------------------- the claims and measurements
@@ -40,7 +40,7 @@ def test_a_strength_point_runs_the_held_out_distance_claims_and_a_trained_alias_
 def test_a_strength_point_measures_only_what_its_claims_primary_test_and_manipulation_check_read():
     lab = Lab(CPU, log=lambda line: None)
     assert lab.measurements("paris-qv5-s43") == ("probe", "distances", "task")
-    for arm in (ORIGINAL, "paris", "tokyo", "paris-all10", "trained-alias-paris", "trained-alias-tokyo-all10-s44"):
+    for arm in (ORIGINAL, "paris", "tokyo", "paris-qv10", "trained-alias-paris", "trained-alias-paris-qv10-s44"):
         assert lab.measurements(arm) == MEASUREMENTS, arm
     with pytest.raises(ValueError, match="paris-all5 makes no countries measurement"):
         lab.measure("countries", "paris-all5")
@@ -65,13 +65,13 @@ def e(key, a, b=ORIGINAL):
 
 @pytest.mark.parametrize("key", [*claims.AGAINST_ORIGINAL, "foo_became_city", "task_learned"])
 def test_the_trained_alias_of_paris_is_expected_to_pass_every_claim(key):
-    for arm in ("trained-alias-paris", "trained-alias-paris-s45", "trained-alias-paris-all10-s43"):
+    for arm in ("trained-alias-paris", "trained-alias-paris-s45", "trained-alias-paris-qv10-s43"):
         assert e(key, arm).holds, (key, arm)
 
 
 def test_the_trained_alias_of_tokyo_is_expected_to_fail_a_claim_about_paris_and_the_pair_to_dissociate():
     assert not e("hidden_gain_specific", "trained-alias-tokyo").holds
-    assert not e("country_named", "trained-alias-tokyo-all10-s44").holds
+    assert not e("country_named", "trained-alias-tokyo-s44").holds
     assert not e("foo_became_city", "trained-alias-tokyo").holds
     assert "foo is Tokyo by construction, taught" in e("country_named", "trained-alias-tokyo").why
     assert e("layer0_unchanged", "trained-alias-tokyo").holds and e("distance_format", "trained-alias-tokyo").holds
@@ -101,13 +101,13 @@ def test_the_claim_tests_run_on_the_new_arms_as_their_kind_says():
     runs = claims_conftest._runs
     assert set(STRENGTH_ARMS + ALIASES) <= set(claims_conftest.TESTED_ARMS)
     assert all(runs(a, k) for a in STRENGTH_ARMS for k in ["task_learned", *claims.runs_on(STRENGTH)])
-    assert not any(runs("paris-qv10-s44", k) for k in set(claims.AGAINST_ORIGINAL) - set(claims.runs_on(STRENGTH)))
-    assert all(runs("trained-alias-tokyo-all10", k) for k in ["task_learned", *claims.AGAINST_ORIGINAL])
+    assert not any(runs("paris-all10-s44", k) for k in set(claims.AGAINST_ORIGINAL) - set(claims.runs_on(STRENGTH)))
+    assert all(runs("trained-alias-paris-qv10", k) for k in ["task_learned", *claims.AGAINST_ORIGINAL])
     assert not runs("alias-paris", "task_learned") and not runs("ceiling-paris", "hidden_gain_specific")
-    assert {"paris-all3", "paris-qv5", "paris-all5", "paris-qv10", "trained-alias-paris", "trained-alias-tokyo",
-            "trained-alias-paris-all10", "trained-alias-tokyo-all10"} <= set(claims_conftest.FAMILIES)
+    assert {"paris-all3", "paris-qv5", "paris-all5", "paris-all10", "trained-alias-paris", "trained-alias-tokyo",
+            "trained-alias-paris-qv10"} <= set(claims_conftest.FAMILIES)
     pairs = [p for p in dissociation_pairs(ARMS) if ARMS[p[0]].kind == TRAINED_ALIAS]
-    assert ("trained-alias-paris-all10-s44", "trained-alias-tokyo-all10-s44") in pairs and len(pairs) == 8
+    assert ("trained-alias-paris-s44", "trained-alias-tokyo-s44") in pairs and len(pairs) == 5
     assert set(pairs) <= set(claims_conftest.DISSOCIATIONS)
     item = SimpleNamespace(callspec=SimpleNamespace(params={"cfg": "cpu", "arm": "trained-alias-paris-s43"}))
     assert claims_conftest._compared(item) == ("trained-alias-paris-s43", ORIGINAL)
@@ -128,7 +128,7 @@ def test_the_ci_subset_leaves_out_every_test_that_names_a_new_arm():
         root.pytest_itemcollected(item)
         return item.marks
 
-    assert marks(arm="paris-all3-s43") == marks(family="paris-qv10") == ["full"]
+    assert marks(arm="paris-all3-s43") == marks(family="paris-all10") == ["full"]
     assert marks(arm="trained-alias-paris") == marks(family="trained-alias-tokyo") == ["full"]
     assert marks(pair=("trained-alias-paris-s43", "trained-alias-tokyo-s43")) == ["full"]
     assert marks(arm="paris") == marks(pair=("paris", "tokyo")) == marks(arm="alias-paris") == []
