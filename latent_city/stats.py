@@ -178,10 +178,21 @@ def holm(p: np.ndarray, alpha: float | None = None) -> np.ndarray:
 
 def layerwise(d: np.ndarray, layers: list[int], alpha: float, n_boot: int, seed: int, what: str = "differences") -> Layerwise:
     """Paired differences d [n_units, n_layers] -> per-layer statistics (two-sided Wilcoxon,
-    Holm over layers, bootstrap CIs). Refuses a layer whose differences are all equal."""
-    refuse_constant(d, what, [f"layer {l}" for l in layers])
-    p, rb = wilcoxon(d)
-    lo, hi = bootstrap_mean_ci(d, n_boot, seed, 1 - alpha)
+    Holm over layers, bootstrap CIs). Refuses a layer whose differences are all equal, except a layer
+    left untouched: every difference exactly 0 while some other layer moved (below a steered arm's
+    patched layer, latent_city/steer.py, nothing can change by construction). Such a layer is
+    reported as it is, no change: mean 0, CI [0, 0], p 1, rank-biserial 0. If every layer is
+    untouched, or a layer is constant at another value, it is refused as before."""
+    d = np.asarray(d, float)
+    untouched = np.all(d == 0, axis=0)
+    if untouched.all() or not untouched.any():
+        untouched[:] = False
+    tested = ~untouched
+    refuse_constant(d[:, tested], what, [f"layer {l}" for l, t in zip(layers, tested) if t])
+    p, rb = np.ones(d.shape[1]), np.zeros(d.shape[1])
+    lo, hi = np.zeros(d.shape[1]), np.zeros(d.shape[1])
+    p[tested], rb[tested] = wilcoxon(d[:, tested])
+    lo[tested], hi[tested] = bootstrap_mean_ci(d[:, tested], n_boot, seed, 1 - alpha)
     return Layerwise(list(layers), d.mean(0), lo, hi, p, holm(p, alpha), rb, d.shape[0])
 
 

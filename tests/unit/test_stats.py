@@ -219,3 +219,20 @@ def test_the_holm_family_holds_every_claim_that_could_pass_it_and_only_those():
     level = ALPHA / len(family)
     assert [k for k in family if floor[k] >= level] == []
     assert all(floor[k] >= level for k in claims.NOT_IN_FAMILY), {k: floor[k] for k in claims.NOT_IN_FAMILY}
+
+
+def test_a_layer_left_untouched_below_a_steered_layer_is_reported_as_no_change():
+    """A steered arm (latent_city/steer.py) moves foo at one layer: below it every difference is exactly 0. Those
+    layers are reported as no change (p 1, CI [0, 0]) and the moved layers are tested; a layer constant at another
+    value is still refused, and so is an arm where nothing moved at all."""
+    rng = np.random.default_rng(7)
+    d = correlated_differences(rng, 0.01, 0.02, 0.02, layers=4)
+    d[:, :2] = 0.0
+    lw = stats.layerwise(d, [1, 2, 3, 4], ALPHA, 200, 0)
+    assert list(lw.p[:2]) == [1.0, 1.0] and list(lw.ci_low[:2]) == [0.0, 0.0] and list(lw.rank_biserial[:2]) == [0, 0]
+    assert np.all(lw.p[2:] < 1) and np.all(lw.ci_high[2:] > lw.ci_low[2:])
+    d[:, 2] = 0.5
+    with pytest.raises(stats.ConstantColumn, match="layer 3"):
+        stats.layerwise(d, [1, 2, 3, 4], ALPHA, 200, 0)
+    with pytest.raises(stats.ConstantColumn):
+        stats.layerwise(np.zeros((N_PAIRS, 4)), [1, 2, 3, 4], ALPHA, 200, 0)
