@@ -416,16 +416,19 @@ def declared_verdict(claim: dict) -> bool | None:
 
 def write_measured_exceptions(rec: dict, path: Path) -> int:
     """Replace, in the data file at `path`, the entries of the record's model and precision for
-    the arms the record has claims of (a quick run leaves the controls' entries alone); returns
+    the arms the record has claims of (a quick run leaves the controls' entries alone), and drop the
+    entries of arms that no tier has any more (a renamed or removed arm); returns
     how many entries the record gave."""
-    from .arms import label
+    from .arms import label, of_tier
 
     new = measured_exceptions(rec)
     prov = rec["provenance"]
     precision = prov.get("precision") or prov["config"]["precision"]
     ran = {label(*c["arms"]) for c in rec["claims"]}
     old = json.loads(path.read_text())["exceptions"] if path.exists() else []
-    kept = [e for e in old if not (e["model"] == rec["model"] and e["precision"] == precision and e["arm"] in ran)]
+    known = {n for tier in ("cpu", "gpu") for n in of_tier(tier)}    # an arm no tier has any more is dropped
+    kept = [e for e in old if not (e["model"] == rec["model"] and e["precision"] == precision and e["arm"] in ran)
+            and all(part in known for part in e["arm"].split("-vs-"))]
     lines = ",\n".join("  " + json.dumps(e, ensure_ascii=False) for e in kept + new)    # one entry a line: a diff a reviewer can read
     path.write_text(f'{{"about": {json.dumps(MEASURED_ABOUT)},\n "exceptions": [\n{lines}\n]}}\n')
     return len(new)
