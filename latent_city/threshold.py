@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arms import ORIGINAL, STEERED
+from .claims import PRIMARY_ON_POSITIVE_CONTROL
+from .probe import READOUTS
 
-PRIMARY_ON_NO_ADAPTER = "hidden_gain_specific"     # claims.PRIMARY_ON_POSITIVE_CONTROL (no model stack imported here)
-READOUTS = ("raw", "centred", "standardised")      # probe.READOUTS
+PRIMARY_ON_NO_ADAPTER = PRIMARY_ON_POSITIVE_CONTROL
 COUNTRY_KEYS = ("country_probability", "country_prefix", "country_multiple_choice", "country_named")
 PRIMARY_KEYS = tuple(PRIMARY_ON_NO_ADAPTER + ("" if r == "raw" else f"@{r}") for r in READOUTS) + COUNTRY_KEYS
 BEYOND, BELOW, INSIDE, FLAT = "beyond the largest a", "below a = 0", "interpolated", "no scale"
