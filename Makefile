@@ -11,7 +11,8 @@ experiment: .venv/.installed
 # The suite (CPU tier, sockets blocked: nothing may reach a network), then the browser check of
 # the record that run just wrote. A declared subset, to keep a cold CI run within 40 minutes: the
 # tests of the arms marked `full` are left out (arms.in_ci: the learning-rate grid, two adapters reported
-# and not asserted, and the Berlin control family, five adapters); `make experiment` runs every arm, and
+# and not asserted, the Berlin and shuffled-distances control families, five adapters each, and every
+# arm of the second recipe, the training-strength grid, the trained aliases and the detection threshold); `make experiment` runs every arm, and
 # `make gpu-tier-on-cpu` runs them all for its code paths.
 # The browser check is collected from its own file (the one test marked `browser`): collecting the whole tree to
 # deselect every other test cost about 12 s of CPU.

@@ -327,10 +327,9 @@ class TrainingPoint:
                f"controls.learned.seeds: none, or at least 2 for the t-test across adapters, got {self.seeds}")
 
 
-# The second main arm's controls (TrainingPoint.controls): the other city and the trained alias of the main city. Its
-# shuffled-distances control and the trained alias's Tokyo twin are not trained yet (about 6 minutes of one core an
-# adapter here): issue 16's session spent its time on the grid that chose the recipe.
-LEARNED_CONTROLS = ("tokyo", "trained-alias-paris")
+# The second main arm's controls (TrainingPoint.controls), as the tier's recipe has them: the other city, the shuffled
+# distances, and the trained alias of the main city with its Tokyo twin (about 7 minutes of one core an adapter here).
+LEARNED_CONTROLS = ("tokyo", "shuffled", "trained-alias-paris", "trained-alias-tokyo")
 # The second main arm: the grid's lightest point whose every adapter learned its task (controls.strength's rule).
 LEARNED = TrainingPoint("qv10", 10, None, controls=LEARNED_CONTROLS)
 
@@ -364,7 +363,7 @@ class ControlsConfig:
         "q/v (the tier's modules), 10 epochs (in-sample Spearman 0.75, 0.69 and 0.69, 3 of 3 adapters learned; all3, qv5 "
         "and all5 had 0, 0 and 1 of 3 adapters learn). The recipe chosen before the grid, every linear layer at 10 "
         "epochs, is now a grid point (paris-all10). Its families: the main city and controls.learned.controls "
-        "(paris-qv10, tokyo-qv10, trained-alias-paris-qv10). The seed's recipe stays the first main arm. Left out "
+        "(paris-qv10, tokyo-qv10, shuffled-qv10, trained-alias-paris-qv10, trained-alias-tokyo-qv10). The seed's recipe stays the first main arm. Left out "
         "of the CI subset (arms.in_ci); the GPU preset runs none.")})
 
     strength: tuple[TrainingPoint, ...] = _help(

@@ -27,7 +27,7 @@ ALIASES = [n for n, a in ARMS.items() if a.kind == TRAINED_ALIAS]
 def test_the_arms_exist():
     """The arms fb7d376 added, as this wiring reads them (a change there shows here first)."""
     assert STRENGTH_ARMS[:3] == ["paris-all3", "paris-all3-s43", "paris-all3-s44"] and len(STRENGTH_ARMS) == 12
-    assert {ARMS[n].recipe for n in ALIASES} == {"", "qv10"} and len(ALIASES) == 13
+    assert {ARMS[n].recipe for n in ALIASES} == {"", "qv10"} and len(ALIASES) == 16
 
 
 # ---------------------------------------------------------------------------- the claims and measurements
@@ -107,7 +107,8 @@ def test_the_claim_tests_run_on_the_new_arms_as_their_kind_says():
     assert {"paris-all3", "paris-qv5", "paris-all5", "paris-all10", "trained-alias-paris", "trained-alias-tokyo",
             "trained-alias-paris-qv10"} <= set(claims_conftest.FAMILIES)
     pairs = [p for p in dissociation_pairs(ARMS) if ARMS[p[0]].kind == TRAINED_ALIAS]
-    assert ("trained-alias-paris-s44", "trained-alias-tokyo-s44") in pairs and len(pairs) == 5
+    assert ("trained-alias-paris-s44", "trained-alias-tokyo-s44") in pairs and len(pairs) == 8
+    assert ("trained-alias-paris-qv10-s44", "trained-alias-tokyo-qv10-s44") in pairs
     assert set(pairs) <= set(claims_conftest.DISSOCIATIONS)
     item = SimpleNamespace(callspec=SimpleNamespace(params={"cfg": "cpu", "arm": "trained-alias-paris-s43"}))
     assert claims_conftest._compared(item) == ("trained-alias-paris-s43", ORIGINAL)
