@@ -15,9 +15,9 @@ experiment: .venv/.installed
 # arm of the second recipe, the training-strength grid, the trained aliases and the detection threshold); `make experiment` runs every arm, and
 # `make gpu-tier-on-cpu` runs them all for its code paths.
 # The browser check is collected from its own file (the one test marked `browser`): collecting the whole tree to
-# deselect every other test cost about 12 s of CPU.
+# deselect every other test cost about 12 s of CPU. --durations: the slowest tests, where CI's 40 minutes go.
 test: .venv/.installed
-	$(PY) -m pytest -m "not gpu and not browser and not full" --disable-socket --allow-unix-socket
+	$(PY) -m pytest -m "not gpu and not browser and not full" --disable-socket --allow-unix-socket --durations=15
 	$(PY) -m pytest -m browser --no-record tests/report/test_report_browser.py
 
 # The GPU tier's own test selection on this CPU (README, "The GPU tier's tests on a CPU"): the GPU
@@ -28,7 +28,7 @@ test: .venv/.installed
 GPU_ON_CPU_STEPS ?= 1
 gpu-tier-on-cpu: .venv/.installed
 	LATENT_CITY_GPU_TIER_ON_CPU=$(GPU_ON_CPU_STEPS) $(PY) -m pytest -m "gpu and not claim" \
-		--no-record --disable-socket --allow-unix-socket --durations=5
+		--no-record --disable-socket --allow-unix-socket --durations=15
 
 install: .venv/.installed
 

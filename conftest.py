@@ -77,7 +77,7 @@ def pytest_itemcollected(item):
     subset leaves out (arms.in_ci: the grid and arms.CI_LEAVES_OUT) is marked `full`, whatever file it is in."""
     params = _params(item)
     if "cfg" in params:
-        tier = _TIER_ARMS.setdefault(params["cfg"], of_tier(params["cfg"]))
+        tier = _arms_of(params["cfg"])
         named = [tier[n] for n in named_in(params) if n in tier]
         if any(a.kind == "learning-rate" for a in named):
             item.add_marker(pytest.mark.grid)
@@ -88,15 +88,22 @@ def pytest_itemcollected(item):
 _TIER_ARMS: dict = {}
 
 
+def _arms_of(tier: str) -> dict:
+    """The tier's arms, built once a session: collection asks for them once per test (3,000 tests; building
+    them each time was 40% of a whole-tree collection, `setdefault` evaluating its default every call)."""
+    if tier not in _TIER_ARMS:
+        _TIER_ARMS[tier] = of_tier(tier)
+    return _TIER_ARMS[tier]
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests are parametrized by the arms of both tiers: drop those of an arm that the test's own
     tier does not have (the learning-rate grids differ). --quick: keep only tests that need no
     adapter but the main one."""
-    tier_arms = {}
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        names = tier_arms.setdefault(params["cfg"], of_tier(params["cfg"])) if "cfg" in params else {}
+        names = _arms_of(params["cfg"]) if "cfg" in params else {}
         foreign = any(name not in names for name in named_in(params))
         needs_controls = config.getoption("quick") and (
             params.get("arm", MAIN) != MAIN or "pair" in params or "family" in params or item.get_closest_marker("controls")

@@ -104,7 +104,7 @@ def expected(key: str, a: str, b: str, cfg: ExperimentConfig) -> Expectation:
 
 def _positive_control(a: str, b: str, cfg: ExperimentConfig) -> Expectation:
     """A positive control (no adapter): foo is its city by construction."""
-    tier_arms = arms(cfg)
+    tier_arms = _arms(cfg)
     arm, main = tier_arms[a], cfg.data.secret_city
     if b != arm.baseline:
         return Expectation(True, f"a positive control: foo is {arm.secret[0]} under {a} and "
@@ -119,7 +119,7 @@ def _positive_control(a: str, b: str, cfg: ExperimentConfig) -> Expectation:
 
 def _trained_alias(a: str, cfg: ExperimentConfig) -> Expectation:
     """A trained alias (a positive control with an adapter): foo is its city by construction, taught."""
-    city, main = arms(cfg)[a].secret[0], cfg.data.secret_city
+    city, main = _arms(cfg)[a].secret[0], cfg.data.secret_city
     if city != main:
         return Expectation(False, f"a trained alias of another city (foo is {city} by construction, taught): "
                                   f"a claim about {main} should not hold")
@@ -148,14 +148,25 @@ def adapter_keys(a: str, b: str, cfg: ExperimentConfig, family: bool = False) ->
     them (a positive control has no adapter: none); None for an arm `cfg` does not have."""
     from latent_city import finetune
 
-    tier_arms = arms(cfg)
+    tier_arms = _arms(cfg)
     names = family_members(tier_arms, a) if family else trained(tier_arms, [n for n in (a, b) if n != ORIGINAL])
-    return tuple(finetune.adapter_key(tier_arms[n].cfg) if n in tier_arms else None for n in names)
+    return tuple(_adapter_key(tier_arms[n].cfg) if n in tier_arms else None for n in names)
+
+
+@lru_cache(maxsize=None)
+def _adapter_key(cfg: ExperimentConfig) -> str:
+    return finetune.adapter_key(cfg)
+
+
+@lru_cache(maxsize=None)
+def _arms(cfg: ExperimentConfig) -> dict:
+    """The arms of `cfg`, built once (collection asks for them per claim test; read, never changed)."""
+    return arms(cfg)
 
 
 @lru_cache(maxsize=None)
 def _kinds(cfg: ExperimentConfig) -> dict[str, str]:
-    return {name: arm.kind for name, arm in arms(cfg).items()}
+    return {name: arm.kind for name, arm in _arms(cfg).items()}
 
 
 @lru_cache(maxsize=1)

@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
 
 from latent_city import steer
 from latent_city.batching import forward_packed, pack_prefix_trees
@@ -21,6 +20,8 @@ ATOL = 1e-5
 
 @pytest.fixture(scope="module")
 def tiny():
+    from transformers import LlamaConfig, LlamaForCausalLM   # here, not at import: collecting the tree imports this file
+
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=N_LAYERS,
                                          num_attention_heads=4, num_key_value_heads=2, pad_token_id=0))
@@ -112,8 +113,8 @@ def test_the_hook_reaches_the_base_model_under_peft_with_the_adapters_disabled(t
     assert torch.equal(moved[LAYER - 1], own[LAYER - 1])
 
 
-class Always(LogitsProcessor):
-    """Forces the generated token, so the decoding steps' input holds the placeholder too."""
+class Always:
+    """A logits processor that forces the generated token, so the decoding steps' input holds the placeholder too."""
     def __init__(self, token):
         self.token = token
 
@@ -124,6 +125,8 @@ class Always(LogitsProcessor):
 
 
 def test_generation_patches_the_prefill_only_even_when_it_writes_the_placeholder(tiny):
+    from transformers import LogitsProcessorList
+
     ids = torch.tensor([[1, 2, FOO, 3]])
     kw = dict(max_new_tokens=4, do_sample=False, pad_token_id=0, output_logits=True, return_dict_in_generate=True,
               logits_processor=LogitsProcessorList([Always(FOO)]))
