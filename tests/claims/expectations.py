@@ -146,8 +146,6 @@ def adapter_keys(a: str, b: str, cfg: ExperimentConfig, family: bool = False) ->
     """This run's adapter keys of the compared adapters (a, and b unless it is the original model; with
     `family`, every adapter of a's family: the primary test), as `record.measured_exceptions` writes
     them (a positive control has no adapter: none); None for an arm `cfg` does not have."""
-    from latent_city import finetune
-
     tier_arms = _arms(cfg)
     names = family_members(tier_arms, a) if family else trained(tier_arms, [n for n in (a, b) if n != ORIGINAL])
     return tuple(_adapter_key(tier_arms[n].cfg) if n in tier_arms else None for n in names)
@@ -155,6 +153,8 @@ def adapter_keys(a: str, b: str, cfg: ExperimentConfig, family: bool = False) ->
 
 @lru_cache(maxsize=None)
 def _adapter_key(cfg: ExperimentConfig) -> str:
+    from latent_city import finetune
+
     return finetune.adapter_key(cfg)
 
 
