@@ -310,7 +310,7 @@ def double_dissociation(x: ClaimInputs) -> ClaimResult:
     claim = (f"foo is nearer {city_a} under the {a} adapter and nearer {city_b} under the {b} adapter"
              if city_b != city_a else f"foo is nearer {city_a} under the {a} adapter than under the {b} adapter")
     return ClaimResult(
-        key="double_dissociation", claim=claim, arms=(a, b), alpha=x.alpha,
+        key="double_dissociation", claim=claim, arms=(a, b), alpha=x.alpha, about=city_a,  # the positive controls by it
         test="per direction: Wilcoxon signed-rank over pairs of the mean gain over layers, two-sided; bootstrap CI",
         unit="prompt pairs", n=first.n, statistic_name="smallest rank-biserial over the directions",
         statistic=min(r.statistic for r in results), effect_name="mean gain, " + "; ".join(parts),

@@ -180,6 +180,9 @@ def test_the_double_dissociation_asks_both_directions_only_when_the_secret_citie
 
     both, one = dissociation(tokyo), dissociation(paris)
     assert both.holds and len(both.details) == 2 and one.holds and len(one.details) == 1
+    # about the first adapter's city: conditions.judge looks up the positive controls of `about` (the in-context
+    # and trained-alias pairs of that city); an empty `about` found none and gated no dissociation
+    assert both.about == one.about == "Paris"
     b.hidden[:, 1] -= 1.0                      # now foo is farther from Tokyo under b
     assert dissociation(tokyo).verdict == "contradicted" and dissociation(paris).holds
 
