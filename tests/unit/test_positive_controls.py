@@ -206,6 +206,10 @@ def test_a_positive_control_is_measured_on_the_original_model_with_its_own_confi
     model, made = FakeModel(), []
     monkeypatch.setattr(lab, "_load", lambda name: model)
     monkeypatch.setattr(lab, "_compute", lambda what, m, cfg: made.append((what, m.active, cfg)) or len(made))
+    # nothing read from or written to the measurement cache: its key names the adapter, which on a cold cache
+    # would train `tokyo` here (90 s of CI, one at a time, in a unit test)
+    lab.read_measurements = False
+    monkeypatch.setattr(lab, "_write_cached", lambda what, arm, value: None)
     for arm in ("alias-paris", "ceiling-paris", ORIGINAL, "tokyo"):
         lab.measure("countries", arm)
     assert [(active, cfg.eval.context, cfg.data.placeholder) for _, active, cfg in made] == [
@@ -241,6 +245,9 @@ def _fake_claim(key, arm, against=ORIGINAL, own=False, p=0.02):
 def test_a_claim_compares_an_arm_with_its_baseline(monkeypatch):
     lab = Lab(CPU, log=lambda line: None)
     monkeypatch.setattr(lab, "_claim", _fake_claim)
+    # the declared conditions ask each adapter's manipulation check: a fake one, so that no adapter is trained and
+    # no model loaded here (on a cold cache that was 89 s of CI)
+    monkeypatch.setattr(lab, "manipulation", lambda arm: _fake_claim("task_learned", arm))
     assert [lab.baseline(n) for n in ("alias-paris", "alias-tokyo", "ceiling-paris", "paris", ORIGINAL)] == \
         [NEUTRAL, NEUTRAL, ORIGINAL, ORIGINAL, ORIGINAL]
     assert lab.claim("country_probability", "alias-paris").arms == ("alias-paris", NEUTRAL)
