@@ -64,6 +64,12 @@ def differences(a, b, path: str, out: dict) -> None:
     elif isinstance(a, dict):
         for k in a:
             differences(a[k], b[k], path, out)
+    elif isinstance(a, (list, tuple)) and any(isinstance(x, (np.ndarray, dict, list, tuple)) or dataclasses.is_dataclass(x)
+                                              for x in a):        # e.g. a readout's per-layer arrays, one per variant
+        if len(a) != len(b):
+            out[path] = [len(a), len(a)]
+        for x, y in zip(a, b):
+            differences(x, y, path, out)
     elif isinstance(a, np.ndarray) and a.dtype.kind == "f":
         out[path] = max(out.get(path, 0.0), float(np.nanmax(np.abs(a - b))) if a.size else 0.0)
     else:
