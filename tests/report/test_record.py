@@ -43,6 +43,42 @@ def test_claims_table_escapes_and_lists_every_claim():
     assert "claims-table" in html and "holds &lt;b&gt;" in html and html.count("claim-row") == 1
 
 
+def test_the_claims_table_shows_a_repeated_criterion_and_test_once_per_claim_key():
+    c = _claim(0.01).to_json() | {"expected": "holds", "outcome": "passed"}
+    html = record.claims_table([c, c | {"arms": ["other", "original"]}, c | {"key": "k2"}])
+    assert html.count("claim-row") == 3
+    assert html.count("p &lt; 0.05") == 2 and html.count("(criterion as in the first k row above)") == 1
+    assert html.count("a test (") == 2 and html.count("(test as in the first k row above)") == 1
+
+
+def test_the_json_record_has_a_claim_a_line_and_reads_back_equal(tmp_path):
+    r = _rec(0.01)
+    r.add_claim(dataclasses.replace(_claim(0.2), key="k2"), "holds")
+    text = record.write_json(r, tmp_path / "r.json").read_text()
+    assert json.loads(text) == json.loads(json.dumps(r.to_json(), default=str))
+    assert [line.lstrip()[:8] for line in text.splitlines() if '"claim":' in line] == ['{"key":"'] * 2
+
+
+def test_the_html_log_of_a_claim_test_that_ended_as_declared_points_to_the_claims_table():
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    path = Path(__file__).resolve().parents[2] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("latent_city_root_conftest", path)
+    root = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root)
+    xfailed = SimpleNamespace(claims_recorded=["k (a vs original)"], passed=False, outcome="skipped", wasxfail="")
+    log = ["a traceback with the numbers"]
+    root.pytest_html_results_table_html(xfailed, log)
+    assert len(log) == 1 and log[0].startswith("k (a vs original): xfailed as declared; the claims table below")
+    for report in (SimpleNamespace(claims_recorded=["k (a vs original)"], passed=False, outcome="failed"),
+                   SimpleNamespace(passed=True, outcome="passed")):        # an unexpected failure; not a claim test
+        log = ["a traceback"]
+        root.pytest_html_results_table_html(report, log)
+        assert log == ["a traceback"]
+
+
 def test_results_json_is_plain_json():
     out = json.loads(json.dumps(_rec(0.01).to_json()))
     assert out["claims"][0]["details"]["x"] == [0, 1, 2]
