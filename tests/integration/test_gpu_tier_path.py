@@ -17,6 +17,7 @@ import pytest
 from latent_city import answers, data, finetune, probe
 from latent_city.config import ExperimentConfig
 from latent_city.model import chat_prompt, load_base, variant
+from tests.integration.conftest import return_freed_memory
 
 pytest.importorskip("bitsandbytes", reason="the GPU tier's path needs bitsandbytes: pip install -e '.[gpu]'")
 pytestmark = pytest.mark.paths
@@ -33,6 +34,7 @@ def trained(request, tmp_path_factory):
     cfg = gpu_tier_on_small_model(request.param)
     out = tmp_path_factory.mktemp(f"gpu-path-{request.param}")
     finetune._train(cfg, out, max_steps=STEPS, disable_tqdm=True)
+    return_freed_memory()      # the 4-bit training would start on what the 8-bit one freed
     return cfg, out
 
 
