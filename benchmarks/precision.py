@@ -32,6 +32,7 @@ from . import machine
 from .eval_workers import PeakMemory, _lscpu_model, differences
 
 FLOOR_ARM = "paris"
+GENERATION = ("distances", "samples", "task")      # the measurements that generate text (answers.generate)
 ARMS = ("paris", "paris-s43", "paris-s44", "paris-qv10", "paris-qv10-s43", "paris-qv10-s44", "tokyo-qv10",
         "alias-paris", "trained-alias-paris-qv10")
 
@@ -166,7 +167,7 @@ def bench_precision() -> None:
     import torch
 
     from latent_city import finetune
-    from latent_city.arms import ORIGINAL, trained
+    from latent_city.arms import MAIN, ORIGINAL, trained
     from latent_city.config import run_config
     from latent_city.lab import MEASUREMENTS, Lab
 
@@ -186,7 +187,7 @@ def bench_precision() -> None:
     bf.read_measurements = False        # every measurement it reads is one its workers made in bf16
     variants = list(dict.fromkeys([*names, *(bf.baseline(n) for n in names), ORIGINAL]))
     jobs = [(v, bf.measurements(v)) for v in variants]
-    adapters = {n: bf.adapter(n) for n in trained(bf.arms, dict.fromkeys(["paris", *variants])) if n != ORIGINAL}
+    adapters = {n: bf.adapter(n) for n in trained(bf.arms, dict.fromkeys([MAIN, *variants])) if n != ORIGINAL}
     workers = 2
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_bf16_worker,
                                initargs=(cfg, adapters, max(1, threads // workers)))
@@ -225,6 +226,8 @@ def write(names, floor_rows, floor, diffs, claim_rows, flips, bf16_s, n_models, 
     total = {dt: sum(r["s (1 thread)"] for r in floor_rows if r["dtype"] == dt) for dt in ("fp32", "bf16")}
     at_peak = {dt: sum(r["floor s (at the peak)"] for r in floor_rows if r["dtype"] == dt) for dt in ("fp32", "bf16")}
     peak = floor["peak_1_thread_gflops"]
+    measured = list(dict.fromkeys(r["measurement"] for r in floor_rows))
+    forward, generation = [w for w in measured if w not in GENERATION], [w for w in measured if w in GENERATION]
     notes = [
         f"**The floor.** {FLOOR_ARM}'s {len(floor_rows) // 2} measurements took {total['fp32']:.1f} s in fp32 and "
         f"{total['bf16']:.1f} s in bf16 in one 1-thread process ({total['fp32'] / total['bf16']:.2f}x). Their counted work "
@@ -232,8 +235,10 @@ def write(names, floor_rows, floor, diffs, claim_rows, flips, bf16_s, n_models, 
         f"this run) takes {at_peak['fp32']:.1f} s in fp32 and {at_peak['bf16']:.1f} s in bf16: with two such workers "
         f"side by side (Lab.measure_all), a model costs at least {at_peak['fp32'] / 2:.1f} s of wall time in fp32 and "
         f"{at_peak['bf16'] / 2:.1f} s in bf16, against the 15 s per arm that issue 19 asks. The forward passes "
-        "(probe, countries, prefix, mc) run at 77-82% of the fp32 peak; generation (samples, task, distances) at "
-        "49-65%, and slower in bf16 than in fp32.",
+        f"({', '.join(forward)}) run at {_share_range(floor_rows, forward)} of the fp32 peak; generation "
+        f"({', '.join(generation)}) at {_share_range(floor_rows, generation)}. In bf16 vs fp32: "
+        + ", ".join(f"{w} {_s(floor_rows, w, 'fp32') / _s(floor_rows, w, 'bf16'):.2f}x" for w in forward + generation)
+        + " (above 1: faster in bf16).",
         f"**The verdicts.** {sum(r['results'] for r in claim_rows)} claim results on {len(names)} arms "
         f"({', '.join(names)}) and their baselines: {len(flips)} of {n_results} verdicts change under bf16 measurements. "
         f"bf16 measuring took {bf16_s:.0f} s for {n_models} models in {workers} one-thread workers (largest process "
@@ -249,6 +254,15 @@ def write(names, floor_rows, floor, diffs, claim_rows, flips, bf16_s, n_models, 
     machine.write("precision", "Evaluation at its floor, and bf16 against fp32", floor_rows, notes,
                   {"floor": floor, "flips": flips, "arms": list(names), "bf16_seconds": bf16_s, "claims": claim_rows,
                    "measurements": measurement_rows})
+
+
+def _s(rows, what: str, dtype: str) -> float:
+    return next(r["s (1 thread)"] for r in rows if r["measurement"] == what and r["dtype"] == dtype)
+
+
+def _share_range(rows, whats) -> str:
+    shares = [r["share of 1-thread peak"] for r in rows if r["measurement"] in whats and r["dtype"] == "fp32"]
+    return f"{min(shares):.0%}-{max(shares):.0%}"
 
 
 def _largest(pairs) -> str:

@@ -38,6 +38,7 @@ def return_freed_memory() -> None:
 
 # modules whose tests each train or load a whole model: memory is handed back after each of their tests
 TRAINING_MODULES = ("test_finetune.py", "test_gpu_tier_path.py")
+HOLDS_BETWEEN_TESTS = 2 * 2**30    # what the suite's process holds between these tests: 1.2-1.8 GB
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,9 +54,6 @@ def _return_freed_memory_after_training_tests(request):
     yield
     if request.path.name in TRAINING_MODULES and _resident_bytes() > HOLDS_BETWEEN_TESTS:
         return_freed_memory()
-
-
-HOLDS_BETWEEN_TESTS = 2 * 2**30    # what the suite's process holds between these tests: 1.2-1.8 GB
 
 
 def _resident_bytes() -> int:
