@@ -21,10 +21,8 @@ conditions.judge): a gate is a verdict of another claim, compared in its own row
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 
@@ -169,7 +167,7 @@ def bench_precision() -> None:
     from latent_city import finetune
     from latent_city.arms import MAIN, ORIGINAL, trained
     from latent_city.config import run_config
-    from latent_city.lab import MEASUREMENTS, Lab
+    from latent_city.lab import MEASUREMENTS, Lab, measure_side_by_side
 
     cfg = run_config("cpu")
     threads = torch.get_num_threads()
@@ -188,15 +186,13 @@ def bench_precision() -> None:
     variants = list(dict.fromkeys([*names, *(bf.baseline(n) for n in names), ORIGINAL]))
     jobs = [(v, bf.measurements(v)) for v in variants]
     adapters = {n: bf.adapter(n) for n in trained(bf.arms, dict.fromkeys([MAIN, *variants])) if n != ORIGINAL}
-    workers = 2
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_bf16_worker,
-                               initargs=(cfg, adapters, max(1, threads // workers)))
+    def keep(arm: str, results: dict) -> None:
+        for w, (value, _) in results.items():
+            bf._measured[(w, arm)] = value
+
     start = time.perf_counter()
-    with PeakMemory() as mem, pool:
-        futures = {pool.submit(_measure, arm, what): arm for arm, what in jobs}
-        for f in as_completed(futures):
-            for w, value in f.result().items():
-                bf._measured[(w, futures[f])] = value
+    with PeakMemory() as mem:
+        measure_side_by_side(cfg, adapters, jobs, 2, keep, start_worker=_start_bf16_worker)
     bf16_s = time.perf_counter() - start
     bf._load = lambda name: (_ for _ in ()).throw(RuntimeError("the bf16 lab measures in workers only"))
 
@@ -269,8 +265,3 @@ def _largest(pairs) -> str:
     d = [abs(x - y) for x, y in pairs if x is not None and y is not None and np.isfinite(x) and np.isfinite(y)]
     return f"{max(d):.3g}" if d else "-"
 
-
-def _measure(arm: str, what: tuple[str, ...]) -> dict:
-    from latent_city import lab
-
-    return {w: v for w, (v, _) in lab._measure_in_worker(arm, what).items()}

@@ -268,10 +268,9 @@ class Lab:
         """Make the measurements `what` of every arm in `names` and of the original model now, in
         `eval_workers` processes side by side (each with its share of the threads, its own Lab and
         model), and keep them as if `measure` had made them here: later `measure` calls read them
-        and this process never loads the evaluation model for them. Unlike a training step, a
-        measurement uses two threads well (its packed rows are long): on the project's 2-core CPU
-        one 2-thread process took 46.7 s a model, one 1-thread worker 78 s, two side by side
-        40.3 s a model, 1.16x (reports/benchmarks/eval.md), with every number bit-identical.
+        and this process never loads the evaluation model for them. Two 1-thread workers side by
+        side measure 1.16x the models an hour of one 2-thread process on the project's 2-core CPU,
+        with every number bit-identical (reports/benchmarks/eval.md, where the seconds are).
 
         Measurements in the measurement cache are read here first; only the rest go to workers.
         With one worker (CUDA, or LATENT_CITY_EVAL_WORKERS=1) nothing more is done: measurements are
@@ -498,11 +497,12 @@ def _measure_in_worker(arm: str, what: tuple[str, ...]) -> dict:
 
 
 def measure_side_by_side(cfg: ExperimentConfig, adapters: dict, jobs: list[tuple[str, tuple[str, ...]]],
-                         workers: int, done) -> None:
+                         workers: int, done, start_worker=_start_eval_worker) -> None:
     """Measure `jobs` ((arm, measurements) pairs) in `workers` spawned processes, the machine's
     threads split between them; each process takes the next arm when it finishes one (the original
     model is one more arm), so arms balance over the workers. `done(arm, {what: (value, seconds)})`
-    is called in this process as each arm finishes."""
+    is called in this process as each arm finishes. `start_worker(cfg, adapters, threads)` sets a
+    worker up (a picklable function; benchmarks/precision.py's makes a bf16 Lab)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -510,7 +510,7 @@ def measure_side_by_side(cfg: ExperimentConfig, adapters: dict, jobs: list[tuple
 
     threads = max(1, torch.get_num_threads() // workers)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_eval_worker, initargs=(cfg, adapters, threads))
+                               initializer=start_worker, initargs=(cfg, adapters, threads))
     try:
         futures = {pool.submit(_measure_in_worker, arm, what): arm for arm, what in jobs}
         for f in as_completed(futures):
