@@ -193,7 +193,12 @@ def within_noise(old: list, new: list, alpha: float = NOISE_ALPHA) -> dict:
     With K = 5 the smallest p the exact test gives is 2/252 (the statistic is symmetric in the
     labels), so it can reject at 0.05; with K = 3 it could not (2/20).
     Also reported: ratio = mean old-to-new distance / mean old-to-old distance (1 when the
-    new curves are draws of the old step's noise)."""
+    new curves are draws of the old step's noise).
+
+    Found after the 5-seed run (a review; the rule stays as declared): an old and a new curve of
+    one seed share the LoRA initialization, so the 2K curves are not fully exchangeable and the
+    test leans towards within; and the energy statistic responds weakly to a difference of spread
+    alone (power about 0.18 against a 1.44x spread in simulations of independent per-step noise)."""
     import numpy as np
     from scipy import stats
 
@@ -232,14 +237,21 @@ def bench_noise(seeds=NOISE_SEEDS) -> None:
     start = time.perf_counter()
     for seed, r in zip(seeds, side_by_side([_cfg(True, True, True, s) for s in seeds], None)):
         curves[(new, seed)] = (np.array(r["losses"]), sum(r["times"]))
-    wall_new = time.perf_counter() - start
-    wall_old = sum(curves[(old, s)][1] for s in seeds)
+    write_noise(curves, seeds, sum(curves[(old, s)][1] for s in seeds), time.perf_counter() - start)
+
+
+def write_noise(curves: dict, seeds, wall_old: float, wall_new: float) -> None:
+    """noise.md and noise.json from the curves {(step computation, seed): (losses, train seconds)}."""
+    import numpy as np
+
+    old, new = TODAY, SIDE_BY_SIDE
     before = [curves[(old, s)][0] for s in seeds]
     after = [curves[(new, s)][0] for s in seeds]
     test = within_noise(before, after)
     noise = [curve_distance(a, b) for i, a in enumerate(before) for b in before[i + 1:]]
     noise_new = [curve_distance(a, b) for i, a in enumerate(after) for b in after[i + 1:]]
     diffs = [curve_distance(curves[(new, s)][0], curves[(old, s)][0]) for s in seeds]
+    other_seed = [curve_distance(curves[(new, s)][0], curves[(old, t)][0]) for s in seeds for t in seeds if s != t]
     rows = []
     for (name, seed), (loss, secs) in curves.items():
         ref = curves[(old, seed)][0]
@@ -248,19 +260,28 @@ def bench_noise(seeds=NOISE_SEEDS) -> None:
                      "mean abs per-step diff to before, same seed": round(curve_distance(loss, ref), 4)})
     n = len(seeds)
     machine.write("noise", "Loss curves of the full recipe: the new step against the seed-to-seed noise of the old", rows, [
-        f"Seed-to-seed noise of the step before issue 19 ('{old}'), between seeds {seeds} on the same data order: "
-        f"mean absolute per-step loss difference of each pair from {min(noise):.4f} to {max(noise):.4f} "
+        f"Seed-to-seed noise of the step before issue 19 ('{old}'), between seeds {tuple(seeds)} on the same data "
+        f"order: mean absolute per-step loss difference of each pair from {min(noise):.4f} to {max(noise):.4f} "
         f"(mean {test['within_old']:.4f}); of the new step between the same seeds: {min(noise_new):.4f} to "
-        f"{max(noise_new):.4f} (mean {test['within_new']:.4f}); an old curve to a new one: mean "
-        f"{test['between_old_new']:.4f} (ratio to old-to-old {test['ratio']:.2f}; same seed: "
-        f"{', '.join(f'{d:.4f}' for d in diffs)}).",
+        f"{max(noise_new):.4f} (mean {test['within_new']:.4f}, {test['within_new'] / test['within_old']:.2f}x the "
+        f"old's); an old curve to a new one: mean {test['between_old_new']:.4f} (ratio to old-to-old "
+        f"{test['ratio']:.2f}; same seed {np.mean(diffs):.4f}: {', '.join(f'{d:.4f}' for d in diffs)}; other seeds "
+        f"{np.mean(other_seed):.4f}).",
         f"Rule, declared before this run (benchmarks/train.py, within_noise): an exact permutation test over the "
         f"{n} + {n} seed labels on the energy statistic of the curves, one-sided, alpha {test['alpha']}: "
         f"statistic {test['statistic']:.5f}, p = {test['p']:.3f}: "
-        f"{'WITHIN the old step' if test['within'] else 'OUTSIDE the old step'}'s seed-to-seed noise "
-        f"({'the curves cannot be told apart from the old step' if test['within'] else 'the new curves differ from the old'}"
-        f"'s at this alpha). Packing changes the dropout masks (one per shared token instead of one per example), "
-        "so the new curve is another draw of the same noise, not the old curve recomputed.",
+        + ("within the old step's seed-to-seed noise by that rule: this test cannot tell the new curves from the "
+           "old step's. " if test["within"] else "OUTSIDE the old step's seed-to-seed noise: the new curves differ "
+           "from the old step's at this alpha. ")
+        + "It does not show that the two steps' spreads are equal: the energy statistic responds only weakly to a "
+        "difference of spread alone. And an old and a new curve of one seed share the LoRA initialization, which "
+        "brings them closer (same seed against other seeds, above) and leans the test towards within.",
+        "Packing changes the dropout masks (one per shared token instead of one per example), so a new curve is "
+        "another draw of the training noise, not the old curve recomputed. The first loss, before any update "
+        "(LoRA B starts at zero), differs between the steps as the bf16 autocast rounds on other shapes: in "
+        "float32 without dropout the packed batch gives the unpacked batch's loss and gradients "
+        "(tests/integration/test_finetune.py), and TRL's own step moves its first loss about as much between "
+        "float32 and bf16 autocast (train.md).",
         f"Wall time for the {n} adapters: {wall_old:.0f} s one after another with the old step, {wall_new:.0f} s "
         f"with the new one ({wall_old / wall_new:.2f}x the adapters per hour; includes starting the processes "
         f"and loading the model, which the old row's step times do not; {n} adapters on 2 processes)."],
