@@ -3,7 +3,7 @@ machine and its measured matmul peaks, to reports/benchmarks/<name>.md and .json
 
     python -m benchmarks                 # train noise probe country stages (about 30 minutes on 2 cores)
     python -m benchmarks train probe     # some of them; stages-full times every arm (about an hour)
-    python -m benchmarks full            # the whole suite once, cold: time, memory, adapters/hour, eval per arm
+    python -m benchmarks full            # the README's test command (the CI subset) once, cold: time, memory, adapters/hour, eval per arm
     python -m benchmarks eval            # per-arm evaluation, in this process vs worker processes (about 5 minutes)
     python -m benchmarks precision       # evaluation's floor, and bf16 against fp32 down to the verdicts (about 12 minutes)
 """

@@ -58,8 +58,20 @@ class Record:
                 "findings": self.findings, "samples": self.samples,
                 "claims": [{k: v for k, v in c.items() if k != "units"} for c in self.claims],   # units: the tidy table
                 "training_seconds": getattr(self.lab, "train_seconds", {}), "training_strength": self.strength,
+                "measurement_seconds": measurement_seconds(self.lab),
                 "measurements_read_from_cache": sorted(f"{w} [{a}]" for w, a in getattr(self.lab, "measured_from_cache", ())),
                 "plots": sorted(self.plots)}
+
+
+def measurement_seconds(lab) -> dict:
+    """{arm: {measurement: seconds}} of what the run measured in worker processes (Lab.measure_all:
+    that worker's seconds, on its share of the threads) or read from the measurement cache (the
+    seconds of reading it); a measurement made in this process is a stage of `timings` instead,
+    '<measurement> [<arm>]'."""
+    out: dict = {}
+    for (what, arm), secs in sorted(getattr(lab, "measure_seconds", {}).items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        out.setdefault(arm, {})[what] = secs
+    return out
 
 
 # ---------------------------------------------------------------------------- stages

@@ -84,6 +84,14 @@ def test_results_json_is_plain_json():
     assert out["claims"][0]["details"]["x"] == [0, 1, 2]
 
 
+def test_the_record_keeps_each_arms_measurement_seconds_made_in_workers():
+    r = _rec(0.01)
+    r.lab = type("Lab", (), {"measure_seconds": {("probe", "paris"): 30.5, ("mc", "paris"): 1.9,
+                                                 ("probe", "original"): 31.0}})()
+    assert json.loads(json.dumps(r.to_json()))["measurement_seconds"] == {
+        "original": {"probe": 31.0}, "paris": {"mc": 1.9, "probe": 30.5}}
+
+
 def test_country_plot_always_shows_the_secret_country():
     scores = CountryScores(["q"], ["A", "B", "France"], {"finetuned": np.array([[0.0, -1.0, -9.0]]),
                                                          "original": np.array([[0.0, -1.0, -9.0]])})
