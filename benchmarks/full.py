@@ -20,7 +20,6 @@ import os
 import statistics
 import sys
 import tempfile
-from pathlib import Path
 
 from . import machine
 from .stages import REPO, run_sampled

@@ -186,13 +186,15 @@ def bench_precision() -> None:
     variants = list(dict.fromkeys([*names, *(bf.baseline(n) for n in names), ORIGINAL]))
     jobs = [(v, bf.measurements(v)) for v in variants]
     adapters = {n: bf.adapter(n) for n in trained(bf.arms, dict.fromkeys([MAIN, *variants])) if n != ORIGINAL}
+    workers = 2
+
     def keep(arm: str, results: dict) -> None:
         for w, (value, _) in results.items():
             bf._measured[(w, arm)] = value
 
     start = time.perf_counter()
     with PeakMemory() as mem:
-        measure_side_by_side(cfg, adapters, jobs, 2, keep, start_worker=_start_bf16_worker)
+        measure_side_by_side(cfg, adapters, jobs, workers, keep, start_worker=_start_bf16_worker)
     bf16_s = time.perf_counter() - start
     bf._load = lambda name: (_ for _ in ()).throw(RuntimeError("the bf16 lab measures in workers only"))
 
